@@ -1,0 +1,250 @@
+//! Configuration: the [`Builder`], every default in one place, and the one function
+//! that validates a configuration before any thread starts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::handler::Handler;
+use crate::server::Server;
+
+/// Default listen backlog: the argument to `listen()`. Large enough to absorb a burst
+/// of connects while the acceptor is busy or paused at the connection cap; the
+/// kernel caps it further at `net.core.somaxconn`.
+pub const DEFAULT_BACKLOG: u32 = 1024;
+
+/// Default size of each reactor's shared read buffer (64 KiB): one read takes up to
+/// this much, and it is allocated once per reactor, never per connection.
+pub const DEFAULT_READ_BUFFER: usize = 64 * 1024;
+
+/// Default number of full reads one connection gets per loop turn before the reactor
+/// serves others (fairness): with the default buffer, 1 MiB per turn.
+pub const DEFAULT_READ_BUDGET: usize = 16;
+
+/// Default capacity of the readiness event list handed to each `poll`.
+pub const DEFAULT_EVENTS: usize = 1024;
+
+/// The most reactors a server may run: one per core is the intent; this only
+/// refuses absurd values before threads are spawned.
+pub const MAX_REACTORS: usize = 1024;
+
+/// Default cap on open connections across all reactors.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1 << 20;
+
+/// Default output high watermark (256 KiB): above it the reactor stops reading the
+/// connection until its queued output drains below the low watermark.
+pub const DEFAULT_HIGH_WATERMARK: usize = 256 * 1024;
+
+/// Default output low watermark (64 KiB).
+pub const DEFAULT_LOW_WATERMARK: usize = 64 * 1024;
+
+/// Default limit on input a handler may leave unconsumed (1 MiB).
+pub const DEFAULT_MAX_INPUT: usize = 1024 * 1024;
+
+/// Default pause after `accept` fails for lack of descriptors or memory (250 ms).
+pub const DEFAULT_ACCEPT_BACKOFF: Duration = Duration::from_millis(250);
+
+/// A validated-on-start server configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) reactors: usize,
+    pub(crate) binds: Vec<SocketAddr>,
+    pub(crate) backlog: u32,
+    pub(crate) nodelay: bool,
+    pub(crate) read_buffer: usize,
+    pub(crate) read_budget: usize,
+    pub(crate) events: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) high_watermark: usize,
+    pub(crate) low_watermark: usize,
+    pub(crate) max_input: usize,
+    pub(crate) accept_backoff: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            reactors: num_cpus::get(),
+            binds: Vec::new(),
+            backlog: DEFAULT_BACKLOG,
+            nodelay: true,
+            read_buffer: DEFAULT_READ_BUFFER,
+            read_budget: DEFAULT_READ_BUDGET,
+            events: DEFAULT_EVENTS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            high_watermark: DEFAULT_HIGH_WATERMARK,
+            low_watermark: DEFAULT_LOW_WATERMARK,
+            max_input: DEFAULT_MAX_INPUT,
+            accept_backoff: DEFAULT_ACCEPT_BACKOFF,
+        }
+    }
+}
+
+impl Config {
+    /// Refuses every invalid setting, naming the option. Runs before any socket is
+    /// opened or thread spawned.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let refuse = |option, reason: String| Err(Error::Config { option, reason });
+        if self.reactors == 0 {
+            return refuse("reactors", "must be at least 1".into());
+        }
+        if self.reactors > MAX_REACTORS {
+            return refuse(
+                "reactors",
+                format!("{} is more than the maximum of {MAX_REACTORS}", self.reactors),
+            );
+        }
+        if self.backlog == 0 {
+            return refuse("backlog", "must be at least 1".into());
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.read_buffer) {
+            return refuse(
+                "read_buffer_size",
+                format!("{} is outside 1 KiB..=16 MiB", self.read_buffer),
+            );
+        }
+        if self.read_budget == 0 {
+            return refuse("read_budget", "must be at least 1".into());
+        }
+        if self.events == 0 {
+            return refuse("events_capacity", "must be at least 1".into());
+        }
+        if self.max_connections == 0 {
+            return refuse("max_connections", "must be at least 1".into());
+        }
+        if self.high_watermark == 0 {
+            return refuse("write_watermarks", "the high watermark must be at least 1".into());
+        }
+        if self.low_watermark > self.high_watermark {
+            return refuse(
+                "write_watermarks",
+                format!("low ({}) is above high ({})", self.low_watermark, self.high_watermark),
+            );
+        }
+        if self.max_input == 0 {
+            return refuse("max_input", "must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Configures and starts a [`Server`]. Made by [`Server::builder`].
+///
+/// Options are taken by value and checked together by [`start`](Builder::start),
+/// which returns [`Error::Config`] naming the option before anything is started.
+///
+/// # Examples
+///
+/// ```
+/// # use coreloop::{Context, Handler, Server};
+/// # use bytes::BytesMut;
+/// # struct Echo;
+/// # impl Handler for Echo {
+/// #     type Conn = ();
+/// #     fn on_open(&mut self, _: &mut Context<'_>) {}
+/// #     fn on_data(&mut self, _: &mut (), cx: &mut Context<'_>, input: &mut BytesMut) {
+/// #         cx.write(input);
+/// #         input.clear();
+/// #     }
+/// # }
+/// # fn main() -> coreloop::Result<()> {
+/// let server = Server::builder()
+///     .reactors(2)
+///     .bind(([127, 0, 0, 1], 0))
+///     .start(|_reactor| Echo)?;
+/// println!("listening on {}", server.local_addrs()[0]);
+/// server.shutdown(std::time::Duration::from_secs(1))?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until `start` is called"]
+pub struct Builder {
+    config: Config,
+}
+
+impl Builder {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of reactor threads (event loops). Default: the CPU count as
+    /// `num_cpus::get()` reports it (honouring cgroup quotas and affinity).
+    pub fn reactors(mut self, n: usize) -> Self {
+        self.config.reactors = n;
+        self
+    }
+
+    /// Adds a TCP listener on `addr`. May be called more than once: every listener
+    /// feeds the same reactors. Port 0 asks the OS for a free port; read it back with
+    /// [`Server::local_addrs`].
+    pub fn bind(mut self, addr: impl Into<SocketAddr>) -> Self {
+        self.config.binds.push(addr.into());
+        self
+    }
+
+    /// The listen backlog (the argument to `listen()`). Default [`DEFAULT_BACKLOG`].
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.config.backlog = backlog;
+        self
+    }
+
+    /// Whether accepted TCP connections get `TCP_NODELAY` (Nagle's algorithm off).
+    /// Default `true`: a server answering requests should not hold small replies back.
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.config.nodelay = on;
+        self
+    }
+
+    /// Size of each reactor's shared read buffer. Default [`DEFAULT_READ_BUFFER`];
+    /// 1 KiB to 16 MiB.
+    pub fn read_buffer_size(mut self, bytes: usize) -> Self {
+        self.config.read_buffer = bytes;
+        self
+    }
+
+    /// Full reads one connection gets per loop turn before others are served.
+    /// Default [`DEFAULT_READ_BUDGET`].
+    pub fn read_budget(mut self, reads: usize) -> Self {
+        self.config.read_budget = reads;
+        self
+    }
+
+    /// Validates the configuration, opens every listener, calls `factory` once per
+    /// reactor (with the reactor's index) and starts the threads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid setting (nothing is opened or started),
+    /// [`Error::Bind`] naming the address that failed, [`Error::Setup`] if a poll
+    /// instance or thread cannot be created.
+    pub fn start<H, F>(self, factory: F) -> Result<Server>
+    where
+        H: Handler,
+        F: FnMut(usize) -> H,
+    {
+        self.config.validate()?;
+        Server::start(self.config, factory)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn inverted_watermarks_name_the_option() {
+        let c = Config {
+            high_watermark: 10,
+            low_watermark: 20,
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("write_watermarks") && e.contains("above high"), "{e}");
+    }
+}

@@ -1,0 +1,92 @@
+//! The [`Context`] a handler callback receives: what it may know about and do to the
+//! connection it is called for.
+//!
+//! A context only records requests (bytes to write, close); the reactor carries them
+//! out after the callback returns, which is what lets all of a callback's writes
+//! leave in one syscall.
+
+use bytes::Bytes;
+
+use crate::handle::Handle;
+use crate::id::ConnId;
+use crate::net::PeerAddr;
+use crate::outbuf::OutBuf;
+
+/// What a handler callback can see and do for the connection it is called for.
+#[derive(Debug)]
+pub struct Context<'a> {
+    id: ConnId,
+    peer: &'a PeerAddr,
+    out: &'a mut OutBuf,
+    handle: &'a Handle,
+    live: bool,
+    close: bool,
+}
+
+impl<'a> Context<'a> {
+    pub(crate) fn new(id: ConnId, peer: &'a PeerAddr, out: &'a mut OutBuf, handle: &'a Handle, live: bool) -> Self {
+        Self {
+            id,
+            peer,
+            out,
+            handle,
+            live,
+            close: false,
+        }
+    }
+
+    /// The connection's id, valid for its whole life and never for another one.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The index of the reactor running this callback.
+    pub fn reactor(&self) -> usize {
+        self.id.reactor()
+    }
+
+    /// The address of the connection's peer.
+    pub fn peer_addr(&self) -> &PeerAddr {
+        self.peer
+    }
+
+    /// Queues `data` to be written after the callback returns (copied into the
+    /// reactor's staging buffer: no allocation per call).
+    ///
+    /// In [`Handler::on_close`](crate::Handler::on_close) the socket is gone and the
+    /// bytes are discarded.
+    pub fn write(&mut self, data: &[u8]) {
+        if self.live {
+            self.out.write(data);
+        }
+    }
+
+    /// Queues `data` without copying it when it is large (from 1 KiB); smaller
+    /// buffers are copied like [`write`](Self::write). Useful for sending one shared
+    /// payload to many connections.
+    pub fn write_bytes(&mut self, data: Bytes) {
+        if self.live {
+            self.out.write_bytes(data);
+        }
+    }
+
+    /// Bytes written during this callback and not yet sent.
+    pub fn pending_write(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Closes the connection once every queued byte is written (a graceful close);
+    /// no further input is delivered for it.
+    pub fn close(&mut self) {
+        self.close = true;
+    }
+
+    /// A handle to the whole server, usable from any thread.
+    pub fn handle(&self) -> &Handle {
+        self.handle
+    }
+
+    pub(crate) fn close_requested(&self) -> bool {
+        self.close
+    }
+}

@@ -1,0 +1,70 @@
+//! The crate's one error type.
+//!
+//! Every variant carries the context a reader needs to act on it: which option was
+//! refused and why, which address failed to bind, which reactor stopped. Causes are
+//! chained with `#[source]`, never flattened into the message.
+
+use std::io;
+use std::net::SocketAddr;
+
+use crate::id::ConnId;
+
+/// Errors returned by coreloop.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The builder refused a setting; nothing was started.
+    #[error("invalid configuration: {option}: {reason}")]
+    Config {
+        /// The builder option that was refused, e.g. `"reactors"`.
+        option: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A listening socket could not be opened on an address.
+    #[error("failed to bind {addr}")]
+    Bind {
+        /// The address that failed.
+        addr: SocketAddr,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// A resource the server needs at start-up could not be created.
+    #[error("failed to create {what}")]
+    Setup {
+        /// What could not be created (a poll instance, a waker, a thread).
+        what: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// A reactor thread ended by a panic outside user callbacks (a bug in coreloop,
+    /// or a panic in the handler factory's output while it was dropped).
+    #[error("reactor {index} stopped unexpectedly")]
+    ReactorDied {
+        /// The index of the reactor that died.
+        index: usize,
+    },
+    /// The acceptor thread ended by a panic.
+    #[error("the acceptor thread stopped unexpectedly")]
+    AcceptorDied,
+    /// A command named a connection that is not open (closed, or its slot reused).
+    #[error("connection {id} is not open")]
+    NotConnected {
+        /// The id that missed.
+        id: ConnId,
+    },
+    /// A reactor's command inbox is full; the command was not queued.
+    #[error("reactor {index} inbox is full")]
+    InboxFull {
+        /// The index of the reactor whose inbox is full.
+        index: usize,
+    },
+    /// The server is shutting down or has stopped; the command was not queued.
+    #[error("the server is shut down")]
+    ShutDown,
+}
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

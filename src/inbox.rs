@@ -1,0 +1,97 @@
+//! A reactor's (or the acceptor's) inbox: a queue plus the `mio::Waker` of
+//! the thread that owns it.
+//!
+//! Senders push under a short lock and wake the owner only when it is not already
+//! notified, so a burst of commands costs one wake (one `eventfd` write). The owner
+//! swaps the whole queue out in one lock. The inbox knows nothing of what it carries.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+#[derive(Debug)]
+pub(crate) struct Inbox<T> {
+    queue: Mutex<Vec<T>>,
+    waker: mio::Waker,
+    /// True while a wake is outstanding: senders skip the wake syscall.
+    notified: AtomicBool,
+    closed: AtomicBool,
+}
+
+impl<T> Inbox<T> {
+    pub(crate) fn new(waker: mio::Waker) -> Self {
+        Self {
+            queue: Mutex::new(Vec::new()),
+            waker,
+            notified: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<T>> {
+        // No user code runs under this lock, so poisoning cannot leave it inconsistent.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a control command (shutdown). Refused only once the owner stopped.
+    pub(crate) fn push_control(&self, item: T) -> Result<(), T> {
+        {
+            let mut q = self.lock();
+            if self.closed.load(Ordering::Acquire) {
+                return Err(item);
+            }
+            q.push(item);
+        }
+        self.wake();
+        Ok(())
+    }
+
+    /// Queues every item of `items` (leaving it empty) with one lock and at most one
+    /// wake. Batches are bounded by their producer (the acceptor, by the connection
+    /// cap). If the owner stopped, returns `false` and leaves the items in `items`.
+    pub(crate) fn push_batch(&self, items: &mut Vec<T>) -> bool {
+        {
+            let mut q = self.lock();
+            if self.closed.load(Ordering::Acquire) {
+                return false;
+            }
+            q.append(items);
+        }
+        self.wake();
+        true
+    }
+
+    /// Wakes the owner unless a wake is already outstanding.
+    pub(crate) fn wake(&self) {
+        if !self.notified.swap(true, Ordering::AcqRel) {
+            // syscall: one eventfd write per batch of commands
+            if let Err(e) = self.waker.wake() {
+                log::error!("coreloop: failed to wake a reactor: {e}");
+            }
+        }
+    }
+
+    /// Moves everything queued into `out`. Called by the owner on its waker token.
+    pub(crate) fn drain_into(&self, out: &mut Vec<T>) {
+        // Clear the flag before taking the queue: a sender that pushes after the swap
+        // below sees `false` and wakes us again, so nothing waits unseen.
+        self.notified.store(false, Ordering::Release);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let mut q = self.lock();
+        if out.is_empty() {
+            std::mem::swap(&mut *q, out);
+        } else {
+            out.append(&mut q);
+        }
+    }
+
+    /// Marks the owner stopped: later pushes are refused. Returns what was queued.
+    pub(crate) fn close(&self) -> Vec<T> {
+        let mut q = self.lock();
+        self.closed.store(true, Ordering::Release);
+        std::mem::take(&mut *q)
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}

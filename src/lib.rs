@@ -1,0 +1,134 @@
+//! # coreloop
+//!
+//! An event-loop library sized to the machine: **one reactor thread per CPU core**,
+//! each polling its own slab of nonblocking sockets with [mio], and **one shared
+//! acceptor** that accepts connections and hands them to the reactors.
+//!
+//! A listening port can carry any number of connections; what limits a server is
+//! how much work it spends per connection and per message. coreloop serves every
+//! connection from a fixed, small set of loops — not a thread, task or process per
+//! client — so the cost of a connection is its socket and a slab entry, and the
+//! cost of a message is one `read`, one `write` and a share of one `epoll_wait`.
+//!
+//! ## The model
+//!
+//! ```text
+//!             listeners (TCP, backlog = config)
+//!                      │ readable
+//!                 ┌────▼─────┐   inbox + mio::Waker, one wake per accept batch
+//!                 │ acceptor │──────────────┬──────────────┐
+//!                 └──────────┘              │              │
+//!                                     ┌─────▼────┐   ┌─────▼────┐
+//!    Handle (Clone + Send + Sync) ───►│reactor 0 │   │reactor 1 │ …one per core
+//!    shutdown / stats via inboxes     │Poll+Slab │   │Poll+Slab │
+//!                                     └──────────┘   └──────────┘
+//! ```
+//!
+//! - The **acceptor** (thread `coreloop-acceptor`) accepts until the listener is
+//!   drained and hands connections out round-robin; each reactor that received
+//!   some is woken once per batch.
+//! - A **reactor** (thread `coreloop-reactor-{i}`) owns each connection it is given
+//!   for that connection's whole life: connection state needs no locks. Sockets are
+//!   registered once, edge-triggered, for both directions.
+//! - Your code is a [`Handler`]: one instance per reactor, made by the factory you
+//!   pass to [`Builder::start`]. Per-connection state is the handler's associated
+//!   type [`Handler::Conn`], stored inline in the reactor's slab.
+//!
+//! ## What a handler sees
+//!
+//! [`Handler::on_data`] receives every byte not yet consumed as a `&mut BytesMut`:
+//! consume what forms complete messages and leave the rest; it is handed back with
+//! the next bytes. Writes made through the [`Context`] during a callback are sent
+//! with one `write` after the callback returns; what the socket does not take is
+//! queued and sent when the socket becomes writable. Reads go through one buffer per
+//! reactor, so an idle connection holds no buffer at all.
+//!
+//! A panic in a callback is caught: that connection closes with
+//! [`CloseReason::Panic`] and the reactor goes on serving the others.
+//!
+//! ## Example: an echo server
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::time::Duration;
+//!
+//! use bytes::BytesMut;
+//! use coreloop::{Context, Handler, Server};
+//!
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     type Conn = ();
+//!
+//!     fn on_open(&mut self, _cx: &mut Context<'_>) {}
+//!
+//!     fn on_data(&mut self, _conn: &mut (), cx: &mut Context<'_>, input: &mut BytesMut) {
+//!         cx.write(input); // sent once the callback returns
+//!         input.clear(); // all consumed
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = Server::builder()
+//!     .reactors(2)
+//!     .bind(([127, 0, 0, 1], 0))
+//!     .start(|_reactor_index| Echo)?;
+//!
+//! let mut client = std::net::TcpStream::connect(server.local_addrs()[0])?;
+//! client.write_all(b"hello")?;
+//! let mut reply = [0; 5];
+//! client.read_exact(&mut reply)?;
+//! assert_eq!(&reply, b"hello");
+//!
+//! let report = server.shutdown(Duration::from_secs(1))?;
+//! assert_eq!(report.stats().total().accepted, 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Shutdown
+//!
+//! [`Handle::shutdown`] closes the listeners first, then each reactor notifies its
+//! handlers ([`Handler::on_shutdown`]), writes what is queued for up to the grace
+//! period and closes every connection ([`Handler::on_close`] sees
+//! [`CloseReason::Shutdown`]). [`Server::join`] returns every reactor's final
+//! counters and whether the flush completed in time.
+//!
+//! ## Logging
+//!
+//! coreloop never prints. It logs through the [`log`] facade: connection life at
+//! `trace`, accept back-off at `warn` (rate-limited), handler panics at `warn`.
+//!
+//! [mio]: https://docs.rs/mio
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+
+mod acceptor;
+mod builder;
+mod conn;
+mod context;
+mod error;
+mod handle;
+mod handler;
+mod id;
+mod inbox;
+mod net;
+mod outbuf;
+mod reactor;
+mod server;
+mod stats;
+
+pub use builder::{
+    Builder, DEFAULT_ACCEPT_BACKOFF, DEFAULT_BACKLOG, DEFAULT_EVENTS, DEFAULT_HIGH_WATERMARK, DEFAULT_LOW_WATERMARK,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_INPUT, DEFAULT_READ_BUDGET, DEFAULT_READ_BUFFER, MAX_REACTORS,
+};
+pub use context::Context;
+pub use error::{Error, Result};
+pub use handle::Handle;
+pub use handler::{CloseReason, Handler};
+pub use id::ConnId;
+pub use net::PeerAddr;
+pub use server::{Report, Server};
+pub use stats::{ReactorStats, Stats};

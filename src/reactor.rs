@@ -1,0 +1,553 @@
+//! A reactor: one thread, one `mio::Poll`, one slab of connections, one handler.
+//!
+//! The reactor owns every connection it is given for that connection's whole life,
+//! so nothing here is locked. It moves bytes between sockets and the handler under
+//! edge-triggered readiness; it does not accept (the acceptor does) and it does not
+//! decide what the bytes mean (the handler does).
+//!
+//! The per-event path, top to bottom: `conn_event` → `writable` (flush the queue)
+//! → `read_ready` (read, `deliver` to the handler, `send_staged` its output).
+
+use std::io;
+use std::mem;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use mio::event::Event;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::builder::Config;
+use crate::conn::Conn;
+use crate::context::Context;
+use crate::handle::Handle;
+use crate::handler::{CloseReason, Handler};
+use crate::id::ConnId;
+use crate::inbox::Inbox;
+use crate::net::{PeerAddr, Stream};
+use crate::outbuf::{MAX_IOV, OutBuf};
+use crate::stats::{Counters, ReactorStats, bump, drop_one};
+
+/// The reactor's waker token. Slab keys never reach it.
+pub(crate) const WAKER: Token = Token(usize::MAX);
+
+/// Commands a reactor takes from the acceptor and from handles.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Take on a newly accepted connection.
+    Open(Stream, PeerAddr),
+    /// Notify handlers, flush, close every connection by `deadline`, then exit.
+    Shutdown { deadline: Instant },
+}
+
+/// What a reactor thread returns when it ends.
+#[derive(Debug)]
+pub(crate) struct ReactorExit {
+    pub(crate) stats: ReactorStats,
+    /// Every connection's output was written before the deadline.
+    pub(crate) completed: bool,
+}
+
+/// Settings the reactor reads on its hot path, copied out of the configuration.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    read_budget: usize,
+    high_watermark: usize,
+    low_watermark: usize,
+}
+
+pub(crate) struct Reactor<H: Handler> {
+    index: usize,
+    poll: Poll,
+    conns: Slab<Conn<H::Conn>>,
+    handler: H,
+    inbox: Arc<Inbox<Command>>,
+    commands: Vec<Command>,
+    /// Every read lands here first: one buffer per reactor, allocated once.
+    scratch: Box<[u8]>,
+    /// The input handed to the handler when its connection has nothing stashed.
+    input: BytesMut,
+    /// Where a callback's writes collect before the one write after it.
+    out: OutBuf,
+    /// Connections to read again without waiting for an edge: read budget spent,
+    /// or reading resumed after back-pressure. `(slot, generation)`.
+    ready: Vec<(usize, u64)>,
+    counters: Arc<Counters>,
+    handle: Handle,
+    limits: Limits,
+    events: usize,
+    next_generation: u64,
+    deadline: Option<Instant>,
+}
+
+impl<H: Handler> Reactor<H> {
+    pub(crate) fn new(
+        index: usize,
+        poll: Poll,
+        handler: H,
+        inbox: Arc<Inbox<Command>>,
+        counters: Arc<Counters>,
+        handle: Handle,
+        config: &Config,
+    ) -> Self {
+        Self {
+            index,
+            poll,
+            conns: Slab::new(),
+            handler,
+            inbox,
+            commands: Vec::new(),
+            scratch: vec![0; config.read_buffer].into_boxed_slice(),
+            input: BytesMut::with_capacity(config.read_buffer),
+            out: OutBuf::default(),
+            ready: Vec::new(),
+            counters,
+            handle,
+            limits: Limits {
+                read_budget: config.read_budget,
+                high_watermark: config.high_watermark,
+                low_watermark: config.low_watermark,
+            },
+            events: config.events,
+            next_generation: 0,
+            deadline: None,
+        }
+    }
+
+    /// The event loop. Returns when shutdown completes or its deadline passes.
+    pub(crate) fn run(mut self) -> ReactorExit {
+        let mut events = Events::with_capacity(self.events);
+        let completed = loop {
+            let timeout = if !self.ready.is_empty() {
+                Some(Duration::ZERO)
+            } else {
+                self.deadline.map(|d| d.saturating_duration_since(Instant::now()))
+            };
+            // syscall: the one wait per loop turn
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!(
+                    "coreloop: reactor {} poll failed: {e}; closing its connections",
+                    self.index
+                );
+                self.close_all(CloseReason::Shutdown);
+                break false;
+            }
+            bump(&self.counters.polls, 1);
+            let mut woken = false;
+            let mut n = 0;
+            for ev in events.iter() {
+                n += 1;
+                if ev.token() == WAKER {
+                    woken = true;
+                } else {
+                    self.conn_event(ev.token().0, ev);
+                }
+            }
+            bump(&self.counters.events, n);
+            self.serve_ready();
+            // New connections are registered after the batch, so no event of this
+            // batch (for a socket closed in it) can reach a connection reusing its slot.
+            if woken {
+                self.run_commands();
+            }
+            if let Some(deadline) = self.deadline {
+                if self.conns.is_empty() {
+                    break true;
+                }
+                if Instant::now() >= deadline {
+                    self.close_all(CloseReason::Shutdown);
+                    break false;
+                }
+            }
+        };
+        ReactorExit {
+            stats: self.counters.snapshot(self.index),
+            completed,
+        }
+    }
+
+    fn conn_event(&mut self, key: usize, ev: &Event) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return; // closed earlier in this batch
+        };
+        let generation = c.generation;
+        if ev.is_read_closed() {
+            c.fin_seen = true;
+        }
+        if ev.is_error() {
+            // syscall: getsockopt(SO_ERROR), only on an error event
+            match c.stream.take_error() {
+                Ok(Some(e)) | Err(e) => return self.close(key, CloseReason::Io(e.kind())),
+                Ok(None) => {}
+            }
+        }
+        if (ev.is_writable() || ev.is_write_closed()) && !self.writable(key) {
+            return;
+        }
+        if (ev.is_readable() || ev.is_read_closed()) && self.is_current(key, generation) {
+            self.read_ready(key);
+        }
+    }
+
+    fn is_current(&self, key: usize, generation: u64) -> bool {
+        self.conns.get(key).is_some_and(|c| c.generation == generation)
+    }
+
+    /// The socket can take more: flush the queue. Returns whether the connection is
+    /// still open.
+    fn writable(&mut self, key: usize) -> bool {
+        let c = &mut self.conns[key];
+        if c.output.is_empty() {
+            return true;
+        }
+        match c.flush() {
+            Ok(n) => bump(&self.counters.bytes_out, n as u64),
+            Err(e) => {
+                self.close(key, CloseReason::Io(e.kind()));
+                return false;
+            }
+        }
+        if c.output.is_empty()
+            && let Some(reason) = c.closing
+        {
+            self.close(key, reason);
+            return false;
+        }
+        if c.read_paused && c.queued <= self.limits.low_watermark {
+            c.read_paused = false;
+            // What arrived while paused raised no new edge: read it now.
+            self.defer(key);
+        }
+        true
+    }
+
+    /// Reads until the socket is drained (a short read), the read budget is spent,
+    /// or the connection stops reading.
+    fn read_ready(&mut self, key: usize) {
+        let mut reads = 0;
+        loop {
+            let Some(c) = self.conns.get_mut(key) else { return };
+            if c.eof || (c.read_paused && c.closing.is_none()) {
+                return;
+            }
+            // syscall: read into the reactor's shared buffer
+            let n = match c.stream.read(&mut self.scratch) {
+                Ok(0) => return self.end_of_stream(key),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.close(key, CloseReason::Io(e.kind())),
+            };
+            bump(&self.counters.bytes_in, n as u64);
+            // A short read drained the socket: new data raises a new edge, so no
+            // read is spent just to see WouldBlock. After a FIN was reported, read
+            // on to see the end of stream (it raises no further edge).
+            let drained = n < self.scratch.len() && !c.fin_seen;
+            // A closing connection's input is read and discarded, so its socket
+            // closes with an empty receive queue (a FIN, not a reset).
+            if c.closing.is_none() && !self.deliver(key, n) {
+                return;
+            }
+            if drained {
+                return;
+            }
+            reads += 1;
+            if reads >= self.limits.read_budget {
+                return self.defer(key);
+            }
+        }
+    }
+
+    /// Hands `n` fresh bytes (in `scratch`) to the handler with whatever the
+    /// connection had left unconsumed. Returns whether it is still open and reading.
+    fn deliver(&mut self, key: usize, n: usize) -> bool {
+        let c = &mut self.conns[key];
+        let stashed = !c.input.is_empty();
+        let mut input = if stashed {
+            mem::take(&mut c.input)
+        } else {
+            mem::take(&mut self.input)
+        };
+        input.extend_from_slice(&self.scratch[..n]);
+        let outcome = self.callback(key, |h, conn, cx| h.on_data(conn, cx, &mut input));
+        let c = &mut self.conns[key];
+        if stashed {
+            // Keep the partial frame; free the buffer once it is consumed.
+            c.input = if input.is_empty() { BytesMut::new() } else { input };
+        } else {
+            if !input.is_empty() {
+                // Only what the handler left moves into a buffer of the connection's own.
+                c.input = BytesMut::from(&input[..]);
+            }
+            input.clear();
+            self.input = input;
+        }
+        self.after_callback(key, outcome, CloseReason::Local) && self.conns[key].closing.is_none()
+    }
+
+    fn end_of_stream(&mut self, key: usize) {
+        let c = &mut self.conns[key];
+        c.eof = true;
+        c.input = BytesMut::new();
+        if c.closing.is_some() {
+            return; // already closing: it closes once its output drains
+        }
+        let outcome = self.callback(key, |h, conn, cx| h.on_eof(conn, cx));
+        self.after_callback(key, outcome, CloseReason::PeerClosed);
+    }
+
+    /// Runs one handler callback for the open connection `key` under
+    /// `catch_unwind`. Returns whether it asked to close, or `None` if it panicked.
+    fn callback(&mut self, key: usize, f: impl FnOnce(&mut H, &mut H::Conn, &mut Context<'_>)) -> Option<bool> {
+        let c = &mut self.conns[key];
+        let id = ConnId::new(self.index, key, c.generation);
+        let mut cx = Context::new(id, &c.peer, &mut self.out, &self.handle, true);
+        let handler = &mut self.handler;
+        let state = &mut c.state;
+        match catch_unwind(AssertUnwindSafe(|| f(handler, state, &mut cx))) {
+            Ok(()) => Some(cx.close_requested()),
+            Err(_) => None,
+        }
+    }
+
+    /// Carries out what a callback asked for: sends its output, closes on request
+    /// (as `reason`) or on panic. Returns whether the connection is still open.
+    fn after_callback(&mut self, key: usize, outcome: Option<bool>, reason: CloseReason) -> bool {
+        let Some(close) = outcome else {
+            bump(&self.counters.panics, 1);
+            self.out.clear();
+            log::warn!(
+                "coreloop: handler panicked on connection {}; closing it",
+                ConnId::new(self.index, key, self.conns[key].generation)
+            );
+            self.close(key, CloseReason::Panic);
+            return false;
+        };
+        if !self.out.is_empty() && !self.send_staged(key) {
+            return false;
+        }
+        if close {
+            return self.begin_close(key, reason);
+        }
+        true
+    }
+
+    /// Writes what the last callback staged: one `write` (or `writev`) call; what
+    /// the socket does not take is queued for the writable edge. Returns whether the
+    /// connection is still open.
+    fn send_staged(&mut self, key: usize) -> bool {
+        let c = &mut self.conns[key];
+        let total = self.out.len();
+        if !c.output.is_empty() {
+            // The socket was full at the last attempt and no writable edge has come
+            // since: a write now would only see EAGAIN. Queue behind, in order.
+            self.out.queue_rest(0, &mut c.output);
+            c.queued += total;
+            return self.check_high_watermark(key);
+        }
+        let mut sent = 0;
+        while sent < total {
+            let (res, offered) = match self.out.as_contiguous() {
+                // syscall: the one write for this callback's output
+                Some(buf) => (c.stream.write(&buf[sent..]), total - sent),
+                None => {
+                    let mut iov = [io::IoSlice::new(&[]); MAX_IOV];
+                    let n = self.out.slices(sent, &mut iov);
+                    let offered = iov[..n].iter().map(|s| s.len()).sum();
+                    // syscall: one writev when zero-copy buffers were written
+                    (c.stream.write_vectored(&iov[..n]), offered)
+                }
+            };
+            match res {
+                Ok(0) => return self.fail_write(key, sent, io::ErrorKind::WriteZero),
+                Ok(w) => {
+                    sent += w;
+                    if w < offered {
+                        break; // the socket is full
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.fail_write(key, sent, e.kind()),
+            }
+        }
+        bump(&self.counters.bytes_out, sent as u64);
+        if sent == total {
+            self.out.clear();
+            return true;
+        }
+        let c = &mut self.conns[key];
+        self.out.queue_rest(sent, &mut c.output);
+        c.queued += total - sent;
+        self.check_high_watermark(key)
+    }
+
+    fn fail_write(&mut self, key: usize, sent: usize, kind: io::ErrorKind) -> bool {
+        bump(&self.counters.bytes_out, sent as u64);
+        self.out.clear();
+        self.close(key, CloseReason::Io(kind));
+        false
+    }
+
+    /// Stops reading a connection whose queued output passed the high watermark, so
+    /// a peer that sends without reading cannot grow our memory. Always `true`.
+    fn check_high_watermark(&mut self, key: usize) -> bool {
+        let c = &mut self.conns[key];
+        if c.queued > self.limits.high_watermark && !c.read_paused {
+            c.read_paused = true;
+            bump(&self.counters.pauses, 1);
+        }
+        true
+    }
+
+    /// Closes now if nothing is queued, else once the queue drains. Returns whether
+    /// the connection is still open.
+    fn begin_close(&mut self, key: usize, reason: CloseReason) -> bool {
+        let c = &mut self.conns[key];
+        if c.output.is_empty() {
+            self.close(key, reason);
+            return false;
+        }
+        c.closing.get_or_insert(reason);
+        true
+    }
+
+    /// Removes the connection, tells the handler, closes the socket.
+    fn close(&mut self, key: usize, reason: CloseReason) {
+        let Conn {
+            stream,
+            peer,
+            generation,
+            state,
+            ..
+        } = self.conns.remove(key);
+        // On Linux, closing the descriptor removes it from the epoll set: no
+        // epoll_ctl(DEL) syscall is spent. Other selectors want it explicitly.
+        #[cfg(not(target_os = "linux"))]
+        {
+            let mut stream = stream;
+            let _ = self.poll.registry().deregister(&mut stream);
+        }
+        bump(&self.counters.closed, 1);
+        drop_one(&self.counters.active);
+        self.handle.connection_closed();
+        let id = ConnId::new(self.index, key, generation);
+        log::trace!("coreloop: closing {id} ({peer}): {reason}");
+        let mut cx = Context::new(id, &peer, &mut self.out, &self.handle, false);
+        let handler = &mut self.handler;
+        if catch_unwind(AssertUnwindSafe(|| handler.on_close(state, &mut cx, reason))).is_err() {
+            bump(&self.counters.panics, 1);
+            log::warn!("coreloop: handler panicked in on_close for {id}");
+        }
+        // syscall: close(2), as `stream` drops here
+        drop(stream);
+    }
+
+    fn close_all(&mut self, reason: CloseReason) {
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.close(key, reason);
+        }
+    }
+
+    /// Queues a connection for a read next turn, without waiting for an edge.
+    fn defer(&mut self, key: usize) {
+        let c = &mut self.conns[key];
+        if !c.in_ready {
+            c.in_ready = true;
+            self.ready.push((key, c.generation));
+        }
+    }
+
+    fn serve_ready(&mut self) {
+        if self.ready.is_empty() {
+            return;
+        }
+        let mut list = mem::take(&mut self.ready);
+        for &(key, generation) in &list {
+            if let Some(c) = self.conns.get_mut(key).filter(|c| c.generation == generation) {
+                c.in_ready = false;
+                self.read_ready(key);
+            }
+        }
+        list.clear();
+        if self.ready.is_empty() {
+            self.ready = list; // keep the allocation
+        }
+    }
+
+    fn run_commands(&mut self) {
+        let mut commands = mem::take(&mut self.commands);
+        self.inbox.drain_into(&mut commands);
+        for cmd in commands.drain(..) {
+            match cmd {
+                Command::Open(stream, peer) => self.open(stream, peer),
+                Command::Shutdown { deadline } => self.begin_shutdown(deadline),
+            }
+        }
+        self.commands = commands;
+    }
+
+    fn open(&mut self, mut stream: Stream, peer: PeerAddr) {
+        bump(&self.counters.accepted, 1);
+        if self.deadline.is_some() {
+            // Shutting down: take no new connection.
+            bump(&self.counters.closed, 1);
+            self.handle.connection_closed();
+            return;
+        }
+        let key = self.conns.vacant_key();
+        // syscall: the one registration this socket gets, edge-triggered, both ways
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self.poll.registry().register(&mut stream, Token(key), interest) {
+            log::warn!(
+                "coreloop: reactor {} cannot register a connection from {peer}: {e}",
+                self.index
+            );
+            bump(&self.counters.closed, 1);
+            self.handle.connection_closed();
+            return;
+        }
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let id = ConnId::new(self.index, key, generation);
+        let mut cx = Context::new(id, &peer, &mut self.out, &self.handle, true);
+        let handler = &mut self.handler;
+        let opened = catch_unwind(AssertUnwindSafe(|| handler.on_open(&mut cx)));
+        let close = cx.close_requested();
+        let Ok(state) = opened else {
+            bump(&self.counters.panics, 1);
+            bump(&self.counters.closed, 1);
+            self.out.clear();
+            self.handle.connection_closed();
+            log::warn!("coreloop: handler panicked in on_open for {id}; dropping the connection");
+            return;
+        };
+        self.conns.insert(Conn::new(stream, peer, generation, state));
+        bump(&self.counters.active, 1);
+        log::trace!("coreloop: opened {id}");
+        self.after_callback(key, Some(close), CloseReason::Local);
+    }
+
+    fn begin_shutdown(&mut self, deadline: Instant) {
+        if self.deadline.is_some() {
+            return;
+        }
+        self.deadline = Some(deadline);
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            if self.conns[key].closing.is_some() {
+                continue;
+            }
+            let outcome = self.callback(key, |h, conn, cx| h.on_shutdown(conn, cx));
+            if self.after_callback(key, outcome, CloseReason::Shutdown) {
+                self.begin_close(key, CloseReason::Shutdown);
+            }
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! [`Server`]: starting the threads in order, and joining them into a [`Report`].
+//!
+//! Start-up order: listeners are bound (a failure names the address), every poll
+//! and waker is created, the handlers are made, and only then are threads spawned,
+//! so a failure before that point leaves nothing running.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use mio::{Poll, Waker};
+
+use crate::acceptor::{self, Acceptor};
+use crate::builder::{Builder, Config};
+use crate::error::{Error, Result};
+use crate::handle::{Handle, Shared};
+use crate::handler::Handler;
+use crate::inbox::Inbox;
+use crate::net::{ListenOptions, Listener};
+use crate::reactor::{self, Command, Reactor, ReactorExit};
+use crate::stats::{Counters, ReactorStats, Stats};
+
+/// A running server: an acceptor thread and N reactor threads.
+///
+/// Keep it for as long as the server should run: dropping it without
+/// [`join`](Server::join) starts a shutdown with no grace period.
+#[derive(Debug)]
+pub struct Server {
+    handle: Handle,
+    local_addrs: Vec<SocketAddr>,
+    acceptor: Option<JoinHandle<()>>,
+    reactors: Vec<JoinHandle<ReactorExit>>,
+}
+
+/// The outcome of a server's run, from [`Server::join`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Report {
+    /// Each reactor's final counters, in index order.
+    pub reactors: Vec<ReactorStats>,
+    /// Whether every connection's queued output was written before the shutdown
+    /// deadline (`false`: some connections were closed with output still queued).
+    pub completed: bool,
+}
+
+impl Report {
+    /// The final counters as a [`Stats`] (for its totals and table).
+    pub fn stats(&self) -> Stats {
+        Stats {
+            reactors: self.reactors.clone(),
+        }
+    }
+}
+
+/// Creates a poll instance and its waker.
+fn poll_with_waker(token: mio::Token) -> Result<(Poll, Waker)> {
+    let poll = Poll::new().map_err(|source| Error::Setup {
+        what: "poll instance",
+        source,
+    })?;
+    let waker = Waker::new(poll.registry(), token).map_err(|source| Error::Setup { what: "waker", source })?;
+    Ok((poll, waker))
+}
+
+fn spawn<T: Send + 'static>(name: String, f: impl FnOnce() -> T + Send + 'static) -> io::Result<JoinHandle<T>> {
+    thread::Builder::new().name(name).spawn(f)
+}
+
+impl Server {
+    /// Starts configuring a server.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = coreloop::Server::builder().reactors(2).bind(([127, 0, 0, 1], 0));
+    /// ```
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    pub(crate) fn start<H, F>(config: Config, mut factory: F) -> Result<Server>
+    where
+        H: Handler,
+        F: FnMut(usize) -> H,
+    {
+        let opts = ListenOptions {
+            backlog: config.backlog,
+            nodelay: config.nodelay,
+        };
+        let listeners = config
+            .binds
+            .iter()
+            .map(|&addr| Listener::bind_tcp(addr, opts))
+            .collect::<Result<Vec<_>>>()?;
+        let local_addrs = listeners
+            .iter()
+            .map(Listener::local_addr)
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|source| Error::Setup {
+                what: "listener address",
+                source,
+            })?;
+
+        let mut polls = Vec::with_capacity(config.reactors);
+        let mut inboxes = Vec::with_capacity(config.reactors);
+        for _ in 0..config.reactors {
+            let (poll, waker) = poll_with_waker(reactor::WAKER)?;
+            polls.push(poll);
+            inboxes.push(Arc::new(Inbox::new(waker)));
+        }
+        let acceptor = if listeners.is_empty() {
+            None
+        } else {
+            let (poll, waker) = poll_with_waker(acceptor::WAKER)?;
+            Some((poll, Arc::new(Inbox::new(waker))))
+        };
+        let counters: Vec<Arc<Counters>> = (0..config.reactors).map(|_| Arc::default()).collect();
+        let handle = Handle::new(Shared {
+            reactors: inboxes.clone(),
+            counters: counters.clone(),
+            acceptor: acceptor.as_ref().map(|(_, inbox)| Arc::clone(inbox)),
+            live: AtomicUsize::new(0),
+            max_connections: config.max_connections,
+            at_cap: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+        });
+        // User code runs before any thread exists: a panicking factory leaves nothing behind.
+        let handlers: Vec<H> = (0..config.reactors).map(&mut factory).collect();
+
+        let mut server = Server {
+            handle: handle.clone(),
+            local_addrs,
+            acceptor: None,
+            reactors: Vec::with_capacity(config.reactors),
+        };
+        for (i, (poll, handler)) in polls.into_iter().zip(handlers).enumerate() {
+            let guard = StopGuard {
+                inbox: Arc::clone(&inboxes[i]),
+                handle: handle.clone(),
+            };
+            let (inbox, counters, handle, config) = (
+                Arc::clone(&inboxes[i]),
+                Arc::clone(&counters[i]),
+                handle.clone(),
+                config.clone(),
+            );
+            // The reactor is built on its own thread: connection state (`H::Conn`)
+            // never crosses threads, so it need not be `Send`.
+            let spawned = spawn(format!("coreloop-reactor-{i}"), move || {
+                let _guard = guard;
+                Reactor::new(i, poll, handler, inbox, counters, handle, &config).run()
+            });
+            match spawned {
+                Ok(t) => server.reactors.push(t),
+                Err(source) => return Err(server.abort_start("reactor thread", source)),
+            }
+        }
+        if let Some((poll, inbox)) = acceptor {
+            let backoff = config.accept_backoff;
+            let acceptor = Acceptor::new(poll, listeners, inbox, handle.clone(), opts, backoff);
+            match spawn("coreloop-acceptor".into(), move || acceptor.run()) {
+                Ok(t) => server.acceptor = Some(t),
+                Err(source) => return Err(server.abort_start("acceptor thread", source)),
+            }
+        }
+        log::debug!(
+            "coreloop: started {} reactors on {:?}",
+            config.reactors,
+            server.local_addrs
+        );
+        Ok(server)
+    }
+
+    /// Stops the reactors already started when a later thread cannot be spawned.
+    fn abort_start(mut self, what: &'static str, source: io::Error) -> Error {
+        if let Some(acceptor) = &self.handle.shared().acceptor {
+            acceptor.close();
+        }
+        self.handle.shutdown(Duration::ZERO);
+        for t in self.reactors.drain(..) {
+            let _ = t.join();
+        }
+        Error::Setup { what, source }
+    }
+
+    /// A handle for cross-thread control: shutdown, stats.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// The bound address of each listener, in `bind` order (with the port the OS
+    /// chose for port 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Starts a graceful shutdown (see [`Handle::shutdown`]) and waits for it.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Server::join).
+    pub fn shutdown(self, grace: Duration) -> Result<Report> {
+        self.handle.shutdown(grace);
+        self.join()
+    }
+
+    /// Waits until the server has shut down (someone called
+    /// [`Handle::shutdown`]) and every thread has ended.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ReactorDied`] if a reactor thread ended by a panic (the others were
+    /// still shut down and joined), [`Error::AcceptorDied`] if the acceptor did.
+    pub fn join(mut self) -> Result<Report> {
+        let acceptor_died = self.acceptor.take().is_some_and(|t| t.join().is_err());
+        let mut report = Report {
+            reactors: Vec::with_capacity(self.reactors.len()),
+            completed: true,
+        };
+        let mut died = None;
+        for (i, t) in std::mem::take(&mut self.reactors).into_iter().enumerate() {
+            match t.join() {
+                Ok(exit) => {
+                    report.completed &= exit.completed;
+                    report.reactors.push(exit.stats);
+                }
+                Err(_) => {
+                    died.get_or_insert(i);
+                    report.reactors.push(self.handle.stats().reactors[i]);
+                }
+            }
+        }
+        if let Some(index) = died {
+            return Err(Error::ReactorDied { index });
+        }
+        if acceptor_died {
+            return Err(Error::AcceptorDied);
+        }
+        Ok(report)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if !self.reactors.is_empty() {
+            self.handle.shutdown(Duration::ZERO);
+        }
+    }
+}
+
+/// Runs when a reactor thread ends, by return or by panic: refuses further commands
+/// (so the acceptor stops routing to it) and releases the connections still queued.
+struct StopGuard {
+    inbox: Arc<Inbox<Command>>,
+    handle: Handle,
+}
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        for cmd in self.inbox.close() {
+            if let Command::Open(..) = cmd {
+                self.handle.connection_closed();
+            }
+        }
+        if thread::panicking() {
+            log::error!("coreloop: a reactor thread panicked; it takes no more connections");
+            // Let the acceptor notice at once rather than at its next accept.
+            if let Some(acceptor) = &self.handle.shared().acceptor {
+                acceptor.wake();
+            }
+        }
+    }
+}
