@@ -108,7 +108,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match Server::builder().reactors(args.reactors).bind(args.addr).start(|_| Echo) {
+    let server = match Server::builder()
+        .reactors(args.reactors)
+        .bind(args.addr)
+        .start(|_| Echo)
+    {
         Ok(s) => s,
         Err(e) => {
             eprintln!("echo: {}", one_line(&e));
@@ -116,7 +120,12 @@ fn main() -> ExitCode {
         }
     };
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "listening on {} with {} reactors", server.local_addrs()[0], args.reactors);
+    let _ = writeln!(
+        stdout,
+        "listening on {} with {} reactors",
+        server.local_addrs()[0],
+        args.reactors
+    );
     let _ = stdout.flush();
     drop(stdout);
 

@@ -24,6 +24,9 @@ pub const DEFAULT_READ_BUDGET: usize = 16;
 /// Default capacity of the readiness event list handed to each `poll`.
 pub const DEFAULT_EVENTS: usize = 1024;
 
+/// Default bound on each reactor's command inbox (commands from a `Handle`).
+pub const DEFAULT_INBOX_CAPACITY: usize = 64 * 1024;
+
 /// The most reactors a server may run: one per core is the intent; this only
 /// refuses absurd values before threads are spawned.
 pub const MAX_REACTORS: usize = 1024;
@@ -54,6 +57,7 @@ pub(crate) struct Config {
     pub(crate) read_buffer: usize,
     pub(crate) read_budget: usize,
     pub(crate) events: usize,
+    pub(crate) inbox_capacity: usize,
     pub(crate) max_connections: usize,
     pub(crate) high_watermark: usize,
     pub(crate) low_watermark: usize,
@@ -71,6 +75,7 @@ impl Default for Config {
             read_buffer: DEFAULT_READ_BUFFER,
             read_budget: DEFAULT_READ_BUDGET,
             events: DEFAULT_EVENTS,
+            inbox_capacity: DEFAULT_INBOX_CAPACITY,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             high_watermark: DEFAULT_HIGH_WATERMARK,
             low_watermark: DEFAULT_LOW_WATERMARK,
@@ -108,6 +113,9 @@ impl Config {
         }
         if self.events == 0 {
             return refuse("events_capacity", "must be at least 1".into());
+        }
+        if self.inbox_capacity == 0 {
+            return refuse("inbox_capacity", "must be at least 1".into());
         }
         if self.max_connections == 0 {
             return refuse("max_connections", "must be at least 1".into());
@@ -207,6 +215,14 @@ impl Builder {
     /// Default [`DEFAULT_READ_BUDGET`].
     pub fn read_budget(mut self, reads: usize) -> Self {
         self.config.read_budget = reads;
+        self
+    }
+
+    /// Bound on each reactor's command inbox: a [`Handle`](crate::Handle) command
+    /// sent to a reactor whose inbox is full fails with
+    /// [`Error::InboxFull`](crate::Error::InboxFull). Default [`DEFAULT_INBOX_CAPACITY`].
+    pub fn inbox_capacity(mut self, commands: usize) -> Self {
+        self.config.inbox_capacity = commands;
         self
     }
 

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::acceptor::AcceptorCommand;
-use crate::inbox::Inbox;
+use crate::error::{Error, Result};
+use crate::id::ConnId;
+use crate::inbox::{Inbox, Refused};
 use crate::reactor::Command;
 use crate::stats::{Counters, Stats};
 
@@ -88,6 +90,28 @@ impl Handle {
         for inbox in &self.shared.reactors {
             let _ = inbox.push_control(Command::Shutdown { deadline });
         }
+    }
+
+    /// Closes the connection `id` gracefully (its queued output is written first),
+    /// as [`Context::close`](crate::Context::close) would from inside its reactor.
+    ///
+    /// The command is carried out asynchronously on the owning reactor. An id whose
+    /// connection has already closed is ignored there — even when its slot now holds
+    /// another connection, which the generation in the id tells apart — so a stale id
+    /// never closes the wrong connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotConnected`] if the id names no reactor of this server,
+    /// [`Error::InboxFull`] if the owning reactor's inbox is full,
+    /// [`Error::ShutDown`] if that reactor has stopped.
+    pub fn close(&self, id: ConnId) -> Result<()> {
+        let index = id.reactor();
+        let inbox = self.shared.reactors.get(index).ok_or(Error::NotConnected { id })?;
+        inbox.push(Command::Close(id)).map_err(|r| match r {
+            Refused::Full => Error::InboxFull { index },
+            Refused::Closed => Error::ShutDown,
+        })
     }
 
     /// A snapshot of every reactor's counters.

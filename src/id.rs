@@ -40,6 +40,14 @@ impl ConnId {
     pub fn reactor(&self) -> usize {
         self.reactor as usize
     }
+
+    pub(crate) fn slot(&self) -> usize {
+        self.slot as usize
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
 }
 
 impl fmt::Display for ConnId {

@@ -1,4 +1,4 @@
-//! A reactor's (or the acceptor's) inbox: a queue plus the `mio::Waker` of
+//! A reactor's (or the acceptor's) inbox: a bounded queue plus the `mio::Waker` of
 //! the thread that owns it.
 //!
 //! Senders push under a short lock and wake the owner only when it is not already
@@ -8,6 +8,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+/// Why an item was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The queue holds `capacity` items already.
+    Full,
+    /// The owner has stopped.
+    Closed,
+}
+
 #[derive(Debug)]
 pub(crate) struct Inbox<T> {
     queue: Mutex<Vec<T>>,
@@ -15,21 +24,41 @@ pub(crate) struct Inbox<T> {
     /// True while a wake is outstanding: senders skip the wake syscall.
     notified: AtomicBool,
     closed: AtomicBool,
+    /// Bound on queued items for [`push`](Self::push); control and accept batches
+    /// are bounded by their producers instead.
+    capacity: usize,
 }
 
 impl<T> Inbox<T> {
-    pub(crate) fn new(waker: mio::Waker) -> Self {
+    pub(crate) fn new(waker: mio::Waker, capacity: usize) -> Self {
         Self {
             queue: Mutex::new(Vec::new()),
             waker,
             notified: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            capacity,
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<T>> {
         // No user code runs under this lock, so poisoning cannot leave it inconsistent.
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues one item unless the queue is full or the owner stopped.
+    pub(crate) fn push(&self, item: T) -> Result<(), Refused> {
+        {
+            let mut q = self.lock();
+            if self.closed.load(Ordering::Acquire) {
+                return Err(Refused::Closed);
+            }
+            if q.len() >= self.capacity {
+                return Err(Refused::Full);
+            }
+            q.push(item);
+        }
+        self.wake();
+        Ok(())
     }
 
     /// Queues a control command (shutdown). Refused only once the owner stopped.

@@ -38,6 +38,8 @@ pub(crate) const WAKER: Token = Token(usize::MAX);
 pub(crate) enum Command {
     /// Take on a newly accepted connection.
     Open(Stream, PeerAddr),
+    /// Close a connection gracefully, if `id` still names it.
+    Close(ConnId),
     /// Notify handlers, flush, close every connection by `deadline`, then exit.
     Shutdown { deadline: Instant },
 }
@@ -487,6 +489,13 @@ impl<H: Handler> Reactor<H> {
         for cmd in commands.drain(..) {
             match cmd {
                 Command::Open(stream, peer) => self.open(stream, peer),
+                Command::Close(id) => {
+                    if self.is_current(id.slot(), id.generation()) && self.conns[id.slot()].closing.is_none() {
+                        self.begin_close(id.slot(), CloseReason::Local);
+                    } else {
+                        log::debug!("coreloop: close for {id} ignored: the connection is gone");
+                    }
+                }
                 Command::Shutdown { deadline } => self.begin_shutdown(deadline),
             }
         }

@@ -109,13 +109,13 @@ impl Server {
         for _ in 0..config.reactors {
             let (poll, waker) = poll_with_waker(reactor::WAKER)?;
             polls.push(poll);
-            inboxes.push(Arc::new(Inbox::new(waker)));
+            inboxes.push(Arc::new(Inbox::new(waker, config.inbox_capacity)));
         }
         let acceptor = if listeners.is_empty() {
             None
         } else {
             let (poll, waker) = poll_with_waker(acceptor::WAKER)?;
-            Some((poll, Arc::new(Inbox::new(waker))))
+            Some((poll, Arc::new(Inbox::new(waker, 1))))
         };
         let counters: Vec<Arc<Counters>> = (0..config.reactors).map(|_| Arc::default()).collect();
         let handle = Handle::new(Shared {

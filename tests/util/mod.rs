@@ -1,0 +1,174 @@
+//! Shared helpers for the integration tests: servers on port 0, clients with
+//! timeouts, waiting for a condition with a deadline, and handlers that report what
+//! they saw.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use coreloop::{CloseReason, ConnId, Context, Handler, Server};
+
+/// Upper bound on any single wait in a test. Generous: CI machines are slow, and a
+/// passing test never waits this long.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn localhost() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// Echoes every byte back.
+#[derive(Debug)]
+pub struct Echo;
+
+impl Handler for Echo {
+    type Conn = ();
+
+    fn on_open(&mut self, _cx: &mut Context<'_>) {}
+
+    fn on_data(&mut self, _conn: &mut (), cx: &mut Context<'_>, input: &mut BytesMut) {
+        cx.write(input);
+        input.clear();
+    }
+}
+
+pub fn echo_server(reactors: usize) -> Server {
+    Server::builder()
+        .reactors(reactors)
+        .bind(localhost())
+        .start(|_| Echo)
+        .expect("echo server starts")
+}
+
+/// A blocking client with timeouts, so a broken server fails the test instead of
+/// hanging it.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect to the test server");
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.set_write_timeout(Some(DEADLINE)).unwrap();
+    s
+}
+
+/// Polls `cond` until it holds; panics naming `what` after [`DEADLINE`].
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Deterministic bytes covering every value, zero included.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Sends `data` from one thread while reading the echo on this one, so neither side
+/// can stall on full socket buffers. Returns what came back.
+pub fn roundtrip(stream: &TcpStream, data: &[u8]) -> Vec<u8> {
+    let mut writer = stream.try_clone().unwrap();
+    let owned = data.to_vec();
+    let t = thread::spawn(move || writer.write_all(&owned));
+    let mut got = vec![0; data.len()];
+    (&*stream).read_exact(&mut got).expect("read the echo");
+    t.join().unwrap().expect("write the payload");
+    got
+}
+
+/// Reads until end of stream.
+pub fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got).expect("read to end of stream");
+    got
+}
+
+/// What a [`Recorder`] saw, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    Open(ConnId, String),
+    Eof(ConnId),
+    Shutdown(ConnId),
+    Close(ConnId, CloseReason),
+}
+
+/// An echo handler that reports its callbacks on a channel, with the reactor
+/// thread's name on open. A line `close` makes it write `bye` and close.
+#[derive(Debug)]
+pub struct Recorder {
+    pub tx: Sender<Seen>,
+}
+
+pub fn recorder_server(reactors: usize) -> (Server, Receiver<Seen>) {
+    let (tx, rx) = mpsc::channel();
+    let server = Server::builder()
+        .reactors(reactors)
+        .bind(localhost())
+        .start(move |_| Recorder { tx: tx.clone() })
+        .expect("recorder server starts");
+    (server, rx)
+}
+
+impl Handler for Recorder {
+    type Conn = ();
+
+    fn on_open(&mut self, cx: &mut Context<'_>) {
+        let name = thread::current().name().unwrap_or("").to_string();
+        let _ = self.tx.send(Seen::Open(cx.id(), name));
+    }
+
+    fn on_data(&mut self, _conn: &mut (), cx: &mut Context<'_>, input: &mut BytesMut) {
+        if &input[..] == b"close\n" {
+            cx.write(b"bye\n");
+            cx.close();
+        } else if &input[..] == b"id\n" {
+            cx.write(format!("{}\n", cx.id()).as_bytes());
+        } else {
+            cx.write(input);
+        }
+        input.clear();
+    }
+
+    fn on_eof(&mut self, _conn: &mut (), cx: &mut Context<'_>) {
+        let _ = self.tx.send(Seen::Eof(cx.id()));
+        cx.close();
+    }
+
+    fn on_shutdown(&mut self, _conn: &mut (), cx: &mut Context<'_>) {
+        let _ = self.tx.send(Seen::Shutdown(cx.id()));
+    }
+
+    fn on_close(&mut self, _conn: (), cx: &mut Context<'_>, why: CloseReason) {
+        let _ = self.tx.send(Seen::Close(cx.id(), why));
+    }
+}
+
+/// Receives the next event, failing after [`DEADLINE`].
+pub fn next(rx: &Receiver<Seen>) -> Seen {
+    rx.recv_timeout(DEADLINE).expect("the handler reports an event")
+}
+
+/// Names of this process's threads whose name starts with `coreloop`.
+/// (The kernel keeps 15 bytes of a name: `coreloop-reacto`, `coreloop-accept`.)
+pub fn coreloop_threads() -> Vec<String> {
+    let mut names = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        if let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) {
+            let comm = comm.trim().to_string();
+            if comm.starts_with("coreloop") {
+                names.push(comm);
+            }
+        }
+    }
+    names
+}
