@@ -3,12 +3,11 @@
 
 mod util;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use coreloop::{CloseReason, Context, Handler, Server};
+use coreloop::CloseReason;
 use util::*;
 
 #[test]
@@ -49,35 +48,13 @@ fn shutdown_closes_listener_tells_handlers_and_closes_every_connection() {
     assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
 }
 
-/// Writes `SIZE` bytes in reply to any input, more than socket buffers hold.
-struct Blast;
 const SIZE: usize = 8 << 20;
-
-impl Handler for Blast {
-    type Conn = ();
-    fn on_open(&mut self, _cx: &mut Context<'_>) {}
-    fn on_data(&mut self, _conn: &mut (), cx: &mut Context<'_>, input: &mut BytesMut) {
-        input.clear();
-        cx.write(&pattern(SIZE, 11));
-    }
-}
 
 #[test]
 fn shutdown_flushes_queued_output_to_a_reading_client() {
-    let server = Server::builder()
-        .reactors(1)
-        .bind(localhost())
-        .start(|_| Blast)
-        .unwrap();
-    let handle = server.handle();
-    let mut stream = connect(server.local_addrs()[0]);
-    stream.write_all(b"go").unwrap();
-    wait_for("the reply to be partly written", || {
-        handle.stats().total().bytes_out > 0
-    });
-
+    let (server, mut stream) = blasting(Blast { size: SIZE, seed: 11 });
     // Shut down while most of the reply is still queued in the server.
-    handle.shutdown(DEADLINE);
+    server.handle().shutdown(DEADLINE);
     let got = read_to_end(&mut stream);
     assert_eq!(got.len(), SIZE, "the client must get the whole reply before the close");
     assert!(got == pattern(SIZE, 11));
@@ -87,18 +64,7 @@ fn shutdown_flushes_queued_output_to_a_reading_client() {
 
 #[test]
 fn shutdown_deadline_closes_connections_whose_client_does_not_read() {
-    let server = Server::builder()
-        .reactors(1)
-        .bind(localhost())
-        .start(|_| Blast)
-        .unwrap();
-    let handle = server.handle();
-    let mut stream = connect(server.local_addrs()[0]);
-    stream.write_all(b"go").unwrap();
-    wait_for("the reply to be partly written", || {
-        handle.stats().total().bytes_out > 0
-    });
-
+    let (server, mut stream) = blasting(Blast { size: SIZE, seed: 11 });
     // The client never reads: the queue cannot drain, the deadline must end it.
     let report = server.shutdown(Duration::from_millis(200)).unwrap();
     assert!(!report.completed, "output was still queued at the deadline");

@@ -172,3 +172,48 @@ pub fn coreloop_threads() -> Vec<String> {
     }
     names
 }
+
+/// Replies to any input with `size` bytes of `pattern(size, seed)`, far more than
+/// socket buffers hold, so the server must queue most of it. Chunks alternate
+/// between `write` and `write_bytes`, so both the copying and the zero-copy output
+/// paths are queued.
+#[derive(Debug, Clone, Copy)]
+pub struct Blast {
+    pub size: usize,
+    pub seed: u64,
+}
+
+impl Handler for Blast {
+    type Conn = ();
+
+    fn on_open(&mut self, _cx: &mut Context<'_>) {}
+
+    fn on_data(&mut self, _conn: &mut (), cx: &mut Context<'_>, input: &mut BytesMut) {
+        input.clear();
+        let data = bytes::Bytes::from(pattern(self.size, self.seed));
+        for (i, chunk) in data.chunks(100_000).enumerate() {
+            if i % 2 == 0 {
+                cx.write(chunk);
+            } else {
+                cx.write_bytes(data.slice_ref(chunk));
+            }
+        }
+    }
+}
+
+/// Starts a one-reactor [`Blast`] server, connects, triggers the reply and waits
+/// until the server has written part of it (the rest is queued).
+pub fn blasting(blast: Blast) -> (Server, TcpStream) {
+    let server = Server::builder()
+        .reactors(1)
+        .bind(localhost())
+        .start(move |_| blast)
+        .unwrap();
+    let handle = server.handle();
+    let mut stream = connect(server.local_addrs()[0]);
+    stream.write_all(b"go").unwrap();
+    wait_for("the reply to be partly written", || {
+        handle.stats().total().bytes_out > 0
+    });
+    (server, stream)
+}
