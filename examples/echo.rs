@@ -4,11 +4,17 @@
 //!
 //! ```text
 //! cargo run --release --example echo -- [--addr 127.0.0.1:7878] [--reactors N]
+//!     [--max-conns N] [--idle-timeout SECS] [--grace SECS]
 //! ```
 //!
 //! Once listening it prints `listening on ADDR with N reactors` on stdout. SIGINT or
-//! SIGTERM shuts it down gracefully; it then prints one line of counters per reactor
-//! on stderr and exits with status 0. A bad option prints one line and exits with 2.
+//! SIGTERM shuts it down gracefully (queued output is flushed for up to the grace
+//! period); it then prints one line of counters per reactor on stderr and exits with
+//! status 0. A bad option prints one line and exits with 2.
+//!
+//! It is safe to expose as it is: connections are capped, idle ones time out, and
+//! the library's back-pressure and input limits are on. Warnings (such as accept
+//! back-off when descriptors run out) go to stderr; `RUST_LOG` sets the level.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -21,15 +27,17 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 const USAGE: &str = "\
-usage: echo [--addr ADDR] [--reactors N]
+usage: echo [--addr ADDR] [--reactors N] [--max-conns N] [--idle-timeout SECS] [--grace SECS]
 
 Options:
-  --addr ADDR      address to listen on (default 127.0.0.1:7878; port 0 picks one)
-  --reactors N     reactor threads (default: the CPU count)
-  -h, --help       print this help";
+  --addr ADDR          address to listen on (default 127.0.0.1:7878; port 0 picks one)
+  --reactors N         reactor threads (default: the CPU count)
+  --max-conns N        most connections open at once; more wait in the backlog (default 10000)
+  --idle-timeout SECS  close connections idle this long, 0 = never (default 60)
+  --grace SECS         on SIGINT/SIGTERM, flush queued output this long at most (default 5)
+  -h, --help           print this help
 
-/// How long a shutdown may spend flushing output still queued for clients.
-const GRACE: Duration = Duration::from_secs(5);
+Environment: RUST_LOG sets the log level (default warn).";
 
 struct Echo;
 
@@ -47,6 +55,16 @@ impl Handler for Echo {
 struct Args {
     addr: SocketAddr,
     reactors: usize,
+    max_conns: usize,
+    idle_timeout: u64,
+    grace: u64,
+}
+
+/// Parses an option's value, naming the option in the error.
+fn value<T: std::str::FromStr>(parser: &mut lexopt::Parser, option: &str, what: &str) -> Result<T, String> {
+    let v = parser.value().map_err(|e| e.to_string())?;
+    let v = v.to_string_lossy();
+    v.parse().map_err(|_| format!("invalid {what} '{v}' for {option}"))
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -54,20 +72,18 @@ fn parse_args() -> Result<Option<Args>, String> {
     let mut args = Args {
         addr: SocketAddr::from(([127, 0, 0, 1], 7878)),
         reactors: num_cpus::get(),
+        max_conns: 10_000,
+        idle_timeout: 60,
+        grace: 5,
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
-            Long("addr") => {
-                let v = parser.value().map_err(|e| e.to_string())?;
-                let v = v.to_string_lossy();
-                args.addr = v.parse().map_err(|_| format!("invalid address '{v}' for --addr"))?;
-            }
-            Long("reactors") => {
-                let v = parser.value().map_err(|e| e.to_string())?;
-                let v = v.to_string_lossy();
-                args.reactors = v.parse().map_err(|_| format!("invalid number '{v}' for --reactors"))?;
-            }
+            Long("addr") => args.addr = value(&mut parser, "--addr", "address")?,
+            Long("reactors") => args.reactors = value(&mut parser, "--reactors", "number")?,
+            Long("max-conns") => args.max_conns = value(&mut parser, "--max-conns", "number")?,
+            Long("idle-timeout") => args.idle_timeout = value(&mut parser, "--idle-timeout", "number of seconds")?,
+            Long("grace") => args.grace = value(&mut parser, "--grace", "number of seconds")?,
             Short('h') | Long("help") => return Ok(None),
             other => return Err(other.unexpected().to_string()),
         }
@@ -99,6 +115,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     // Register the signals before listening, so a signal right after the banner is
     // never lost.
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
@@ -108,11 +125,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match Server::builder()
+    let idle = (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
+    let started = Server::builder()
         .reactors(args.reactors)
+        .max_connections(args.max_conns)
+        .idle_timeout(idle)
         .bind(args.addr)
-        .start(|_| Echo)
-    {
+        .start(|_| Echo);
+    let server = match started {
         Ok(s) => s,
         Err(e) => {
             eprintln!("echo: {}", one_line(&e));
@@ -130,17 +150,18 @@ fn main() -> ExitCode {
     drop(stdout);
 
     let handle = server.handle();
+    let grace = Duration::from_secs(args.grace);
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
-            handle.shutdown(GRACE);
+            handle.shutdown(grace);
         }
     });
     match server.join() {
         Ok(report) => {
             for r in &report.reactors {
                 eprintln!(
-                    "reactor {}: accepted={} closed={} bytes_in={} bytes_out={}",
-                    r.reactor, r.accepted, r.closed, r.bytes_in, r.bytes_out
+                    "reactor {}: accepted={} closed={} bytes_in={} bytes_out={} panics={}",
+                    r.reactor, r.accepted, r.closed, r.bytes_in, r.bytes_out, r.panics
                 );
             }
             ExitCode::SUCCESS

@@ -63,6 +63,7 @@ pub(crate) struct Config {
     pub(crate) low_watermark: usize,
     pub(crate) max_input: usize,
     pub(crate) accept_backoff: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -81,6 +82,7 @@ impl Default for Config {
             low_watermark: DEFAULT_LOW_WATERMARK,
             max_input: DEFAULT_MAX_INPUT,
             accept_backoff: DEFAULT_ACCEPT_BACKOFF,
+            idle_timeout: None,
         }
     }
 }
@@ -131,6 +133,21 @@ impl Config {
         }
         if self.max_input == 0 {
             return refuse("max_input", "must be at least 1".into());
+        }
+        if self.accept_backoff < Duration::from_millis(1) || self.accept_backoff > Duration::from_secs(60) {
+            return refuse(
+                "accept_backoff",
+                format!(
+                    "{:?} is outside 1 ms..=60 s (zero would retry accept in a busy loop)",
+                    self.accept_backoff
+                ),
+            );
+        }
+        if self.idle_timeout.is_some_and(|t| t < Duration::from_millis(1)) {
+            return refuse(
+                "idle_timeout",
+                "must be at least 1 ms; pass `None` to turn it off".into(),
+            );
         }
         Ok(())
     }
@@ -223,6 +240,53 @@ impl Builder {
     /// [`Error::InboxFull`](crate::Error::InboxFull). Default [`DEFAULT_INBOX_CAPACITY`].
     pub fn inbox_capacity(mut self, commands: usize) -> Self {
         self.config.inbox_capacity = commands;
+        self
+    }
+
+    /// Cap on open connections across all reactors. At the cap the acceptor stops
+    /// accepting — new connections wait in the kernel's listen backlog, none is
+    /// accepted and dropped — and resumes as soon as one closes.
+    /// Default [`DEFAULT_MAX_CONNECTIONS`].
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.config.max_connections = n;
+        self
+    }
+
+    /// Output back-pressure per connection, in bytes queued and not yet taken by
+    /// the socket. Above `high` the reactor stops reading the connection (so a peer
+    /// that sends and never reads cannot grow the server's memory); once the queue
+    /// drains to `low` or below, reading resumes. Defaults
+    /// [`DEFAULT_LOW_WATERMARK`] and [`DEFAULT_HIGH_WATERMARK`].
+    pub fn write_watermarks(mut self, low: usize, high: usize) -> Self {
+        self.config.low_watermark = low;
+        self.config.high_watermark = high;
+        self
+    }
+
+    /// The most input a handler may leave unconsumed (a partial frame). A
+    /// connection whose unconsumed input grows past it is closed with
+    /// [`CloseReason::InputLimit`](crate::CloseReason::InputLimit). Default
+    /// [`DEFAULT_MAX_INPUT`].
+    pub fn max_input(mut self, bytes: usize) -> Self {
+        self.config.max_input = bytes;
+        self
+    }
+
+    /// Closes connections with no traffic in either direction for `timeout`
+    /// ([`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout)). Off
+    /// (`None`) by default. The check is coarse — a connection closes between
+    /// `timeout` and `timeout` + 1/8 of it — and costs nothing per read or write
+    /// beyond recording the time.
+    pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.config.idle_timeout = timeout.into();
+        self
+    }
+
+    /// How long the acceptor pauses when `accept` fails for lack of descriptors
+    /// or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`), instead of retrying in a
+    /// busy loop. Default [`DEFAULT_ACCEPT_BACKOFF`]; 1 ms to 60 s.
+    pub fn accept_backoff(mut self, pause: Duration) -> Self {
+        self.config.accept_backoff = pause;
         self
     }
 

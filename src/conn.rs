@@ -36,10 +36,16 @@ pub(crate) struct Conn<S> {
     pub(crate) fin_seen: bool,
     /// End of stream was read.
     pub(crate) eof: bool,
+    /// The handler asked to shut down writing once `output` drains.
+    pub(crate) shutdown_write: bool,
+    /// Writing is shut down: output is discarded.
+    pub(crate) write_shut: bool,
+    /// The tick of the last byte read or written (idle timeout).
+    pub(crate) last_active: u64,
 }
 
 impl<S> Conn<S> {
-    pub(crate) fn new(stream: Stream, peer: PeerAddr, generation: u64, state: S) -> Self {
+    pub(crate) fn new(stream: Stream, peer: PeerAddr, generation: u64, state: S, now: u64) -> Self {
         Self {
             stream,
             peer,
@@ -53,6 +59,9 @@ impl<S> Conn<S> {
             in_ready: false,
             fin_seen: false,
             eof: false,
+            shutdown_write: false,
+            write_shut: false,
+            last_active: now,
         }
     }
 

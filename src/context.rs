@@ -21,6 +21,7 @@ pub struct Context<'a> {
     handle: &'a Handle,
     live: bool,
     close: bool,
+    shutdown_write: bool,
 }
 
 impl<'a> Context<'a> {
@@ -32,6 +33,7 @@ impl<'a> Context<'a> {
             handle,
             live,
             close: false,
+            shutdown_write: false,
         }
     }
 
@@ -81,12 +83,30 @@ impl<'a> Context<'a> {
         self.close = true;
     }
 
+    /// Shuts down the sending side (sends a FIN) once every queued byte is
+    /// written, keeping the connection open for input: the peer sees end of stream
+    /// and may still send. Later writes on this connection are discarded.
+    pub fn shutdown_write(&mut self) {
+        self.shutdown_write = true;
+    }
+
     /// A handle to the whole server, usable from any thread.
     pub fn handle(&self) -> &Handle {
         self.handle
     }
 
-    pub(crate) fn close_requested(&self) -> bool {
-        self.close
+    /// What the callback asked for, once it has returned.
+    pub(crate) fn requests(&self) -> Requests {
+        Requests {
+            close: self.close,
+            shutdown_write: self.shutdown_write,
+        }
     }
+}
+
+/// What a callback asked the reactor to do after it returns.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Requests {
+    pub(crate) close: bool,
+    pub(crate) shutdown_write: bool,
 }

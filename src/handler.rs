@@ -97,6 +97,10 @@ pub enum CloseReason {
     Panic,
     /// The server shut down.
     Shutdown,
+    /// The handler left more than the configured `max_input` bytes unconsumed.
+    InputLimit,
+    /// No traffic in either direction for the configured idle timeout.
+    IdleTimeout,
 }
 
 impl fmt::Display for CloseReason {
@@ -107,6 +111,8 @@ impl fmt::Display for CloseReason {
             CloseReason::Io(kind) => write!(f, "socket error: {kind}"),
             CloseReason::Panic => f.write_str("a handler callback panicked"),
             CloseReason::Shutdown => f.write_str("server shutdown"),
+            CloseReason::InputLimit => f.write_str("unconsumed input over the limit"),
+            CloseReason::IdleTimeout => f.write_str("idle timeout"),
         }
     }
 }

@@ -124,6 +124,7 @@ mod outbuf;
 mod reactor;
 mod server;
 mod stats;
+mod timer;
 
 pub use builder::{
     Builder, DEFAULT_ACCEPT_BACKOFF, DEFAULT_BACKLOG, DEFAULT_EVENTS, DEFAULT_HIGH_WATERMARK, DEFAULT_INBOX_CAPACITY,

@@ -21,7 +21,7 @@ use slab::Slab;
 
 use crate::builder::Config;
 use crate::conn::Conn;
-use crate::context::Context;
+use crate::context::{Context, Requests};
 use crate::handle::Handle;
 use crate::handler::{CloseReason, Handler};
 use crate::id::ConnId;
@@ -29,6 +29,7 @@ use crate::inbox::Inbox;
 use crate::net::{PeerAddr, Stream};
 use crate::outbuf::{MAX_IOV, OutBuf};
 use crate::stats::{Counters, ReactorStats, bump, drop_one};
+use crate::timer::TimerWheel;
 
 /// The reactor's waker token. Slab keys never reach it.
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -58,6 +59,45 @@ struct Limits {
     read_budget: usize,
     high_watermark: usize,
     low_watermark: usize,
+    max_input: usize,
+}
+
+/// Idle-timeout bookkeeping: one wheel entry per connection, re-armed lazily.
+#[derive(Debug)]
+struct Idle {
+    wheel: TimerWheel<(usize, u64)>,
+    /// The wheel's tick: 1/8 of the timeout, so a connection closes between the
+    /// timeout and the timeout + 1/8.
+    tick: Duration,
+    timeout_ticks: u64,
+    start: Instant,
+    expired: Vec<(usize, u64)>,
+}
+
+/// Ticks per idle timeout: the timeout's resolution is 1/8 of it.
+const IDLE_TICKS: u32 = 8;
+
+impl Idle {
+    fn new(timeout: Duration) -> Self {
+        let tick = (timeout / IDLE_TICKS).max(Duration::from_millis(1));
+        Self {
+            wheel: TimerWheel::new(64),
+            tick,
+            timeout_ticks: timeout.as_nanos().div_ceil(tick.as_nanos()) as u64,
+            start: Instant::now(),
+            expired: Vec::new(),
+        }
+    }
+
+    fn tick_at(&self, now: Instant) -> u64 {
+        (now.duration_since(self.start).as_nanos() / self.tick.as_nanos()) as u64
+    }
+
+    /// When the tick after `tick` begins.
+    fn next_tick_instant(&self, tick: u64) -> Instant {
+        let nanos = self.tick.as_nanos() as u64 * (tick + 1);
+        self.start + Duration::from_nanos(nanos)
+    }
 }
 
 pub(crate) struct Reactor<H: Handler> {
@@ -82,6 +122,9 @@ pub(crate) struct Reactor<H: Handler> {
     events: usize,
     next_generation: u64,
     deadline: Option<Instant>,
+    idle: Option<Idle>,
+    /// The current idle tick (0 when idle timeouts are off): read once per turn.
+    now_tick: u64,
 }
 
 impl<H: Handler> Reactor<H> {
@@ -111,10 +154,13 @@ impl<H: Handler> Reactor<H> {
                 read_budget: config.read_budget,
                 high_watermark: config.high_watermark,
                 low_watermark: config.low_watermark,
+                max_input: config.max_input,
             },
             events: config.events,
             next_generation: 0,
             deadline: None,
+            idle: config.idle_timeout.map(Idle::new),
+            now_tick: 0,
         }
     }
 
@@ -122,11 +168,7 @@ impl<H: Handler> Reactor<H> {
     pub(crate) fn run(mut self) -> ReactorExit {
         let mut events = Events::with_capacity(self.events);
         let completed = loop {
-            let timeout = if !self.ready.is_empty() {
-                Some(Duration::ZERO)
-            } else {
-                self.deadline.map(|d| d.saturating_duration_since(Instant::now()))
-            };
+            let timeout = self.poll_timeout();
             // syscall: the one wait per loop turn
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -140,6 +182,10 @@ impl<H: Handler> Reactor<H> {
                 break false;
             }
             bump(&self.counters.polls, 1);
+            if let Some(idle) = &self.idle {
+                // One clock read per turn (vDSO, no syscall); events record this tick.
+                self.now_tick = idle.tick_at(Instant::now());
+            }
             let mut woken = false;
             let mut n = 0;
             for ev in events.iter() {
@@ -152,6 +198,7 @@ impl<H: Handler> Reactor<H> {
             }
             bump(&self.counters.events, n);
             self.serve_ready();
+            self.expire_idle();
             // New connections are registered after the batch, so no event of this
             // batch (for a socket closed in it) can reach a connection reusing its slot.
             if woken {
@@ -170,6 +217,52 @@ impl<H: Handler> Reactor<H> {
         ReactorExit {
             stats: self.counters.snapshot(self.index),
             completed,
+        }
+    }
+
+    /// Wait no longer than: zero while connections wait in the ready list, the
+    /// next idle tick while idle timers are armed, the shutdown deadline.
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.ready.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let tick = self
+            .idle
+            .as_ref()
+            .filter(|idle| !idle.wheel.is_empty())
+            .map(|idle| idle.next_tick_instant(self.now_tick));
+        let until = match (tick, self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        until.map(|t| t.saturating_duration_since(Instant::now()))
+    }
+
+    /// Closes connections idle for the timeout; re-arms the others at their last
+    /// activity + timeout. Runs when the wheel's tick moves, not per event.
+    fn expire_idle(&mut self) {
+        let Some(idle) = &mut self.idle else { return };
+        let now = self.now_tick;
+        idle.wheel.advance(now, &mut idle.expired);
+        if idle.expired.is_empty() {
+            return;
+        }
+        let mut expired = mem::take(&mut idle.expired);
+        let timeout_ticks = idle.timeout_ticks;
+        for &(key, generation) in &expired {
+            let Some(c) = self.conns.get(key).filter(|c| c.generation == generation) else {
+                continue; // closed since it was armed
+            };
+            let due = c.last_active + timeout_ticks;
+            if due <= now {
+                self.close(key, CloseReason::IdleTimeout);
+            } else if let Some(idle) = &mut self.idle {
+                idle.wheel.insert(due, (key, generation));
+            }
+        }
+        expired.clear();
+        if let Some(idle) = &mut self.idle {
+            idle.expired = expired; // keep the allocation
         }
     }
 
@@ -208,18 +301,25 @@ impl<H: Handler> Reactor<H> {
             return true;
         }
         match c.flush() {
-            Ok(n) => bump(&self.counters.bytes_out, n as u64),
+            Ok(n) => {
+                bump(&self.counters.bytes_out, n as u64);
+                c.last_active = self.now_tick;
+            }
             Err(e) => {
                 self.close(key, CloseReason::Io(e.kind()));
                 return false;
             }
         }
-        if c.output.is_empty()
-            && let Some(reason) = c.closing
-        {
-            self.close(key, reason);
-            return false;
+        if c.output.is_empty() {
+            if let Some(reason) = c.closing {
+                self.close(key, reason);
+                return false;
+            }
+            if c.shutdown_write && !self.shut_write(key) {
+                return false;
+            }
         }
+        let c = &mut self.conns[key];
         if c.read_paused && c.queued <= self.limits.low_watermark {
             c.read_paused = false;
             // What arrived while paused raised no new edge: read it now.
@@ -246,6 +346,7 @@ impl<H: Handler> Reactor<H> {
                 Err(e) => return self.close(key, CloseReason::Io(e.kind())),
             };
             bump(&self.counters.bytes_in, n as u64);
+            c.last_active = self.now_tick;
             // A short read drained the socket: new data raises a new edge, so no
             // read is spent just to see WouldBlock. After a FIN was reported, read
             // on to see the end of stream (it raises no further edge).
@@ -289,7 +390,21 @@ impl<H: Handler> Reactor<H> {
             input.clear();
             self.input = input;
         }
-        self.after_callback(key, outcome, CloseReason::Local) && self.conns[key].closing.is_none()
+        if !self.after_callback(key, outcome, CloseReason::Local) {
+            return false;
+        }
+        let c = &self.conns[key];
+        if c.input.len() > self.limits.max_input {
+            log::debug!(
+                "coreloop: {} left {} bytes unconsumed, over the limit of {}; closing",
+                ConnId::new(self.index, key, c.generation),
+                c.input.len(),
+                self.limits.max_input
+            );
+            self.close(key, CloseReason::InputLimit);
+            return false;
+        }
+        c.closing.is_none()
     }
 
     fn end_of_stream(&mut self, key: usize) {
@@ -304,23 +419,23 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Runs one handler callback for the open connection `key` under
-    /// `catch_unwind`. Returns whether it asked to close, or `None` if it panicked.
-    fn callback(&mut self, key: usize, f: impl FnOnce(&mut H, &mut H::Conn, &mut Context<'_>)) -> Option<bool> {
+    /// `catch_unwind`. Returns what it asked for, or `None` if it panicked.
+    fn callback(&mut self, key: usize, f: impl FnOnce(&mut H, &mut H::Conn, &mut Context<'_>)) -> Option<Requests> {
         let c = &mut self.conns[key];
         let id = ConnId::new(self.index, key, c.generation);
         let mut cx = Context::new(id, &c.peer, &mut self.out, &self.handle, true);
         let handler = &mut self.handler;
         let state = &mut c.state;
         match catch_unwind(AssertUnwindSafe(|| f(handler, state, &mut cx))) {
-            Ok(()) => Some(cx.close_requested()),
+            Ok(()) => Some(cx.requests()),
             Err(_) => None,
         }
     }
 
     /// Carries out what a callback asked for: sends its output, closes on request
     /// (as `reason`) or on panic. Returns whether the connection is still open.
-    fn after_callback(&mut self, key: usize, outcome: Option<bool>, reason: CloseReason) -> bool {
-        let Some(close) = outcome else {
+    fn after_callback(&mut self, key: usize, outcome: Option<Requests>, reason: CloseReason) -> bool {
+        let Some(requests) = outcome else {
             bump(&self.counters.panics, 1);
             self.out.clear();
             log::warn!(
@@ -333,8 +448,32 @@ impl<H: Handler> Reactor<H> {
         if !self.out.is_empty() && !self.send_staged(key) {
             return false;
         }
-        if close {
+        if requests.close {
             return self.begin_close(key, reason);
+        }
+        if requests.shutdown_write {
+            let c = &mut self.conns[key];
+            c.shutdown_write = true;
+            if c.output.is_empty() {
+                return self.shut_write(key);
+            }
+        }
+        true
+    }
+
+    /// Sends the FIN the handler asked for, now that the queue is empty. Returns
+    /// whether the connection is still open.
+    fn shut_write(&mut self, key: usize) -> bool {
+        let c = &mut self.conns[key];
+        c.shutdown_write = false;
+        if c.write_shut {
+            return true;
+        }
+        c.write_shut = true;
+        // syscall: shutdown(SHUT_WR), once, when the handler asks for a half-close
+        if let Err(e) = c.stream.shutdown_write() {
+            self.close(key, CloseReason::Io(e.kind()));
+            return false;
         }
         true
     }
@@ -345,6 +484,11 @@ impl<H: Handler> Reactor<H> {
     fn send_staged(&mut self, key: usize) -> bool {
         let c = &mut self.conns[key];
         let total = self.out.len();
+        if c.write_shut || c.shutdown_write {
+            // The handler shut writing down: what it writes after that is dropped.
+            self.out.clear();
+            return true;
+        }
         if !c.output.is_empty() {
             // The socket was full at the last attempt and no writable edge has come
             // since: a write now would only see EAGAIN. Queue behind, in order.
@@ -379,6 +523,7 @@ impl<H: Handler> Reactor<H> {
             }
         }
         bump(&self.counters.bytes_out, sent as u64);
+        self.conns[key].last_active = self.now_tick;
         if sent == total {
             self.out.clear();
             return true;
@@ -528,7 +673,7 @@ impl<H: Handler> Reactor<H> {
         let mut cx = Context::new(id, &peer, &mut self.out, &self.handle, true);
         let handler = &mut self.handler;
         let opened = catch_unwind(AssertUnwindSafe(|| handler.on_open(&mut cx)));
-        let close = cx.close_requested();
+        let requests = cx.requests();
         let Ok(state) = opened else {
             bump(&self.counters.panics, 1);
             bump(&self.counters.closed, 1);
@@ -537,10 +682,14 @@ impl<H: Handler> Reactor<H> {
             log::warn!("coreloop: handler panicked in on_open for {id}; dropping the connection");
             return;
         };
-        self.conns.insert(Conn::new(stream, peer, generation, state));
+        self.conns
+            .insert(Conn::new(stream, peer, generation, state, self.now_tick));
         bump(&self.counters.active, 1);
+        if let Some(idle) = &mut self.idle {
+            idle.wheel.insert(self.now_tick + idle.timeout_ticks, (key, generation));
+        }
         log::trace!("coreloop: opened {id}");
-        self.after_callback(key, Some(close), CloseReason::Local);
+        self.after_callback(key, Some(requests), CloseReason::Local);
     }
 
     fn begin_shutdown(&mut self, deadline: Instant) {

@@ -21,7 +21,7 @@ use crate::handler::Handler;
 use crate::inbox::Inbox;
 use crate::net::{ListenOptions, Listener};
 use crate::reactor::{self, Command, Reactor, ReactorExit};
-use crate::stats::{Counters, ReactorStats, Stats};
+use crate::stats::{Counters, ReactorStats, Stats, bump};
 
 /// A running server: an acceptor thread and N reactor threads.
 ///
@@ -139,6 +139,7 @@ impl Server {
         for (i, (poll, handler)) in polls.into_iter().zip(handlers).enumerate() {
             let guard = StopGuard {
                 inbox: Arc::clone(&inboxes[i]),
+                counters: Arc::clone(&counters[i]),
                 handle: handle.clone(),
             };
             let (inbox, counters, handle, config) = (
@@ -252,9 +253,12 @@ impl Drop for Server {
 }
 
 /// Runs when a reactor thread ends, by return or by panic: refuses further commands
-/// (so the acceptor stops routing to it) and releases the connections still queued.
+/// (so the acceptor stops routing to it) and releases, from the connection cap, the
+/// connections still queued for it and those it still held (a dying reactor's slab
+/// is dropped during unwinding, closing their sockets).
 struct StopGuard {
     inbox: Arc<Inbox<Command>>,
+    counters: Arc<Counters>,
     handle: Handle,
 }
 
@@ -264,6 +268,11 @@ impl Drop for StopGuard {
             if let Command::Open(..) = cmd {
                 self.handle.connection_closed();
             }
+        }
+        let held = self.counters.active.swap(0, std::sync::atomic::Ordering::Relaxed);
+        bump(&self.counters.closed, held);
+        for _ in 0..held {
+            self.handle.connection_closed();
         }
         if thread::panicking() {
             log::error!("coreloop: a reactor thread panicked; it takes no more connections");

@@ -103,7 +103,7 @@ fn echoes_byte_exact_and_exits_cleanly_on_sigterm() {
             .unwrap()
             .parse()
             .unwrap();
-        assert!(line.ends_with(&format!("bytes_out={bytes_in}")), "{line}");
+        assert!(line.ends_with(&format!("bytes_out={bytes_in} panics=0")), "{line}");
         total_in += bytes_in;
     }
     assert_eq!(total_in, expect_bytes);
@@ -117,7 +117,10 @@ fn sigint_also_shuts_down_with_status_zero() {
     signal(&child, "-INT");
     let (code, stderr) = finish(child);
     assert_eq!(code, 0);
-    assert_eq!(stderr.trim(), "reactor 0: accepted=1 closed=1 bytes_in=2 bytes_out=2");
+    assert_eq!(
+        stderr.trim(),
+        "reactor 0: accepted=1 closed=1 bytes_in=2 bytes_out=2 panics=0"
+    );
 }
 
 #[test]
@@ -125,17 +128,23 @@ fn help_lists_the_options() {
     let out = run(&["--help"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("--addr") && text.contains("--reactors"), "{text}");
+    for option in ["--addr", "--reactors", "--max-conns", "--idle-timeout", "--grace"] {
+        assert!(text.contains(option), "{option} missing from:\n{text}");
+    }
 }
 
 #[test]
 fn bad_options_give_one_line_and_status_two() {
-    for args in [
-        &["--bogus"][..],
+    let bad: [&[&str]; 7] = [
+        &["--bogus"],
         &["--addr", "not-an-address"],
         &["--reactors", "x"],
         &["--reactors", "0"],
-    ] {
+        &["--max-conns", "0"],
+        &["--grace", "-1"],
+        &["--idle-timeout"],
+    ];
+    for args in bad {
         let out = run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8(out.stderr).unwrap();
