@@ -44,6 +44,10 @@ pub const DEFAULT_LOW_WATERMARK: usize = 64 * 1024;
 /// Default limit on input a handler may leave unconsumed (1 MiB).
 pub const DEFAULT_MAX_INPUT: usize = 1024 * 1024;
 
+/// Default linger time (2 s): after a graceful close sends its FIN, how long the
+/// reactor waits for the peer to close before closing anyway.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(2);
+
 /// Default pause after `accept` fails for lack of descriptors or memory (250 ms).
 pub const DEFAULT_ACCEPT_BACKOFF: Duration = Duration::from_millis(250);
 
@@ -64,6 +68,7 @@ pub(crate) struct Config {
     pub(crate) max_input: usize,
     pub(crate) accept_backoff: Duration,
     pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) linger: Duration,
 }
 
 impl Default for Config {
@@ -83,6 +88,7 @@ impl Default for Config {
             max_input: DEFAULT_MAX_INPUT,
             accept_backoff: DEFAULT_ACCEPT_BACKOFF,
             idle_timeout: None,
+            linger: DEFAULT_LINGER,
         }
     }
 }
@@ -142,6 +148,9 @@ impl Config {
                     self.accept_backoff
                 ),
             );
+        }
+        if self.linger > Duration::from_secs(60) {
+            return refuse("linger", format!("{:?} is more than 60 s", self.linger));
         }
         if self.idle_timeout.is_some_and(|t| t < Duration::from_millis(1)) {
             return refuse(
@@ -279,6 +288,17 @@ impl Builder {
     /// beyond recording the time.
     pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.config.idle_timeout = timeout.into();
+        self
+    }
+
+    /// How long a graceful close waits for the peer's end of stream after sending
+    /// its FIN. A graceful close (the handler's, a `Handle`'s, or shutdown's) first
+    /// writes every queued byte, then shuts down the sending side and reads (and
+    /// drops) input until the peer closes, so a peer still sending cannot make the
+    /// kernel reset the connection and discard the end of the reply. Zero closes
+    /// right after the FIN. Default [`DEFAULT_LINGER`]; at most 60 s.
+    pub fn linger(mut self, time: Duration) -> Self {
+        self.config.linger = time;
         self
     }
 

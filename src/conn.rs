@@ -40,6 +40,8 @@ pub(crate) struct Conn<S> {
     pub(crate) shutdown_write: bool,
     /// Writing is shut down: output is discarded.
     pub(crate) write_shut: bool,
+    /// Our FIN is sent; waiting for the peer's end of stream before closing.
+    pub(crate) lingering: bool,
     /// The tick of the last byte read or written (idle timeout).
     pub(crate) last_active: u64,
 }
@@ -61,6 +63,7 @@ impl<S> Conn<S> {
             eof: false,
             shutdown_write: false,
             write_shut: false,
+            lingering: false,
             last_active: now,
         }
     }

@@ -86,6 +86,28 @@
 //! # }
 //! ```
 //!
+//! ## Limits
+//!
+//! Every buffer and count is bounded, so a hostile or slow client costs a bounded
+//! amount of memory and CPU ([`Builder`] sets each):
+//!
+//! - **connections**: at [`Builder::max_connections`] the acceptor stops accepting;
+//!   clients wait in the kernel backlog until a connection closes;
+//! - **output**: above the high watermark ([`Builder::write_watermarks`]) the reactor
+//!   stops reading a connection until its peer drains the queue;
+//! - **input**: a handler that leaves more than [`Builder::max_input`] unconsumed gets
+//!   the connection closed ([`CloseReason::InputLimit`]);
+//! - **time**: [`Builder::idle_timeout`] closes silent connections;
+//! - **descriptors**: when `accept` runs out of them it pauses for
+//!   [`Builder::accept_backoff`] instead of spinning.
+//!
+//! ## Closing
+//!
+//! A graceful close ([`Context::close`], [`Handle::close`], shutdown) writes every
+//! queued byte, sends a FIN, then reads and drops input until the peer closes (at
+//! most [`Builder::linger`]): closing a socket with unread input would make the
+//! kernel reset it and discard the reply's last bytes.
+//!
 //! ## Shutdown
 //!
 //! [`Handle::shutdown`] closes the listeners first, then each reactor notifies its
@@ -128,8 +150,8 @@ mod timer;
 
 pub use builder::{
     Builder, DEFAULT_ACCEPT_BACKOFF, DEFAULT_BACKLOG, DEFAULT_EVENTS, DEFAULT_HIGH_WATERMARK, DEFAULT_INBOX_CAPACITY,
-    DEFAULT_LOW_WATERMARK, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_INPUT, DEFAULT_READ_BUDGET, DEFAULT_READ_BUFFER,
-    MAX_REACTORS,
+    DEFAULT_LINGER, DEFAULT_LOW_WATERMARK, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_INPUT, DEFAULT_READ_BUDGET,
+    DEFAULT_READ_BUFFER, MAX_REACTORS,
 };
 pub use context::Context;
 pub use error::{Error, Result};

@@ -8,6 +8,7 @@
 //! The per-event path, top to bottom: `conn_event` → `writable` (flush the queue)
 //! → `read_ready` (read, `deliver` to the handler, `send_staged` its output).
 
+use std::collections::VecDeque;
 use std::io;
 use std::mem;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -60,6 +61,7 @@ struct Limits {
     high_watermark: usize,
     low_watermark: usize,
     max_input: usize,
+    linger: Duration,
 }
 
 /// Idle-timeout bookkeeping: one wheel entry per connection, re-armed lazily.
@@ -123,6 +125,9 @@ pub(crate) struct Reactor<H: Handler> {
     next_generation: u64,
     deadline: Option<Instant>,
     idle: Option<Idle>,
+    /// Connections waiting, after their FIN, for the peer's end of stream:
+    /// `(give up at, slot, generation)`, in deadline order (one linger time for all).
+    lingering: VecDeque<(Instant, usize, u64)>,
     /// The current idle tick (0 when idle timeouts are off): read once per turn.
     now_tick: u64,
 }
@@ -155,11 +160,13 @@ impl<H: Handler> Reactor<H> {
                 high_watermark: config.high_watermark,
                 low_watermark: config.low_watermark,
                 max_input: config.max_input,
+                linger: config.linger,
             },
             events: config.events,
             next_generation: 0,
             deadline: None,
             idle: config.idle_timeout.map(Idle::new),
+            lingering: VecDeque::new(),
             now_tick: 0,
         }
     }
@@ -199,6 +206,7 @@ impl<H: Handler> Reactor<H> {
             bump(&self.counters.events, n);
             self.serve_ready();
             self.expire_idle();
+            self.expire_lingering();
             // New connections are registered after the batch, so no event of this
             // batch (for a socket closed in it) can reach a connection reusing its slot.
             if woken {
@@ -231,11 +239,12 @@ impl<H: Handler> Reactor<H> {
             .as_ref()
             .filter(|idle| !idle.wheel.is_empty())
             .map(|idle| idle.next_tick_instant(self.now_tick));
-        let until = match (tick, self.deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        until.map(|t| t.saturating_duration_since(Instant::now()))
+        let linger = self.lingering.front().map(|&(at, _, _)| at);
+        [tick, self.deadline, linger]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t.saturating_duration_since(Instant::now()))
     }
 
     /// Closes connections idle for the timeout; re-arms the others at their last
@@ -263,6 +272,28 @@ impl<H: Handler> Reactor<H> {
         expired.clear();
         if let Some(idle) = &mut self.idle {
             idle.expired = expired; // keep the allocation
+        }
+    }
+
+    /// Closes lingering connections whose peer has not closed in time.
+    fn expire_lingering(&mut self) {
+        if self.lingering.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        while let Some(&(at, key, generation)) = self.lingering.front() {
+            if at > now {
+                break;
+            }
+            self.lingering.pop_front();
+            if let Some(c) = self
+                .conns
+                .get(key)
+                .filter(|c| c.generation == generation && c.lingering)
+            {
+                let reason = c.closing.unwrap_or(CloseReason::Local);
+                self.close(key, reason);
+            }
         }
     }
 
@@ -312,8 +343,7 @@ impl<H: Handler> Reactor<H> {
         }
         if c.output.is_empty() {
             if let Some(reason) = c.closing {
-                self.close(key, reason);
-                return false;
+                return self.linger(key, reason);
             }
             if c.shutdown_write && !self.shut_write(key) {
                 return false;
@@ -334,11 +364,22 @@ impl<H: Handler> Reactor<H> {
         let mut reads = 0;
         loop {
             let Some(c) = self.conns.get_mut(key) else { return };
-            if c.eof || (c.read_paused && c.closing.is_none()) {
+            let stopped = match c.closing {
+                // Flushing before a close: input waits in the socket (no CPU spent
+                // on a peer that floods); lingering after our FIN: read and drop it.
+                Some(_) => !c.lingering,
+                None => c.read_paused,
+            };
+            if c.eof || stopped {
                 return;
             }
             // syscall: read into the reactor's shared buffer
             let n = match c.stream.read(&mut self.scratch) {
+                Ok(0) if c.lingering => {
+                    // The peer has everything we sent and closed: close cleanly.
+                    let reason = c.closing.unwrap_or(CloseReason::Local);
+                    return self.close(key, reason);
+                }
                 Ok(0) => return self.end_of_stream(key),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -351,8 +392,7 @@ impl<H: Handler> Reactor<H> {
             // read is spent just to see WouldBlock. After a FIN was reported, read
             // on to see the end of stream (it raises no further edge).
             let drained = n < self.scratch.len() && !c.fin_seen;
-            // A closing connection's input is read and discarded, so its socket
-            // closes with an empty receive queue (a FIN, not a reset).
+            // A lingering connection's input is read and dropped.
             if c.closing.is_none() && !self.deliver(key, n) {
                 return;
             }
@@ -552,16 +592,50 @@ impl<H: Handler> Reactor<H> {
         true
     }
 
-    /// Closes now if nothing is queued, else once the queue drains. Returns whether
-    /// the connection is still open.
+    /// A graceful close: writes what is queued, then lingers (see [`linger`]).
+    /// Returns whether the connection is still open.
+    ///
+    /// [`linger`]: Self::linger
     fn begin_close(&mut self, key: usize, reason: CloseReason) -> bool {
         let c = &mut self.conns[key];
+        let reason = *c.closing.get_or_insert(reason);
         if c.output.is_empty() {
+            return self.linger(key, reason);
+        }
+        true
+    }
+
+    /// The last step of a graceful close, once every queued byte is in the socket.
+    ///
+    /// Closing a socket that still has unread input makes the kernel send a reset,
+    /// which discards whatever of our output it had not yet transmitted: a client
+    /// still sending would lose the end of its reply. So unless the peer has already
+    /// closed its side, send our FIN (`shutdown(SHUT_WR)`), then read and drop input
+    /// until the peer closes, for at most the linger time. Returns whether the
+    /// connection is still open.
+    fn linger(&mut self, key: usize, reason: CloseReason) -> bool {
+        let c = &mut self.conns[key];
+        c.closing = Some(reason);
+        if c.eof || self.limits.linger.is_zero() {
+            // Nothing more can arrive (or lingering is off): a plain close.
             self.close(key, reason);
             return false;
         }
-        c.closing.get_or_insert(reason);
-        true
+        if !c.write_shut {
+            c.write_shut = true;
+            // syscall: shutdown(SHUT_WR): our FIN follows the queued bytes
+            if let Err(e) = c.stream.shutdown_write() {
+                self.close(key, CloseReason::Io(e.kind()));
+                return false;
+            }
+        }
+        c.lingering = true;
+        let generation = c.generation;
+        self.lingering
+            .push_back((Instant::now() + self.limits.linger, key, generation));
+        // Input that arrived while we flushed raised no new edge: read it now.
+        self.read_ready(key);
+        self.is_current(key, generation)
     }
 
     /// Removes the connection, tells the handler, closes the socket.

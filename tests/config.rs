@@ -3,6 +3,8 @@
 
 mod util;
 
+use std::time::Duration;
+
 use coreloop::{Error, Server};
 use util::*;
 
@@ -25,6 +27,12 @@ fn absurd_settings_are_refused_with_the_option_named() {
         ("read_buffer_size", Server::builder().read_buffer_size(10)),
         ("read_budget", Server::builder().read_budget(0)),
         ("inbox_capacity", Server::builder().inbox_capacity(0)),
+        ("max_connections", Server::builder().max_connections(0)),
+        ("max_input", Server::builder().max_input(0)),
+        ("write_watermarks", Server::builder().write_watermarks(0, 0)),
+        ("accept_backoff", Server::builder().accept_backoff(Duration::ZERO)),
+        ("idle_timeout", Server::builder().idle_timeout(Duration::ZERO)),
+        ("linger", Server::builder().linger(Duration::from_secs(3600))),
     ];
     for (option, builder) in cases {
         match builder.bind(localhost()).start(|_| Echo) {
@@ -32,6 +40,19 @@ fn absurd_settings_are_refused_with_the_option_named() {
             other => panic!("{option}: expected a config error, got {other:?}"),
         }
     }
+}
+
+#[test]
+fn inverted_watermarks_are_refused_with_both_values() {
+    let err = Server::builder()
+        .write_watermarks(1 << 20, 1024)
+        .bind(localhost())
+        .start(|_| Echo)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid configuration: write_watermarks: low (1048576) is above high (1024)"
+    );
 }
 
 #[test]

@@ -14,19 +14,13 @@ fn a_stale_id_never_reaches_the_connection_reusing_its_slot() {
     let handle = server.handle();
     let addr = server.local_addrs()[0];
 
-    let old = connect(addr);
-    let Seen::Open(old_id, _) = next(&rx) else {
-        panic!("expected open")
-    };
+    let (old, old_id) = open(addr, &rx);
     drop(old);
     assert_eq!(next(&rx), Seen::Eof(old_id));
     assert_eq!(next(&rx), Seen::Close(old_id, CloseReason::PeerClosed));
 
     // One reactor, an empty slab: the new connection takes the same slot.
-    let new = connect(addr);
-    let Seen::Open(new_id, _) = next(&rx) else {
-        panic!("expected open")
-    };
+    let (new, new_id) = open(addr, &rx);
     assert_ne!(new_id, old_id);
     let slot = |id: coreloop::ConnId| id.to_string().split('#').next().unwrap().to_string();
     assert_eq!(slot(new_id), slot(old_id), "the test relies on slot reuse");
@@ -34,12 +28,10 @@ fn a_stale_id_never_reaches_the_connection_reusing_its_slot() {
     // Close by the stale id, then by a marker connection's id: commands run in
     // order, so once the marker is closed the stale close has been handled.
     handle.close(old_id).unwrap();
-    let mut marker = connect(addr);
-    let Seen::Open(marker_id, _) = next(&rx) else {
-        panic!("expected open")
-    };
+    let (mut marker, marker_id) = open(addr, &rx);
     handle.close(marker_id).unwrap();
     assert_eq!(read_to_end(&mut marker), b"");
+    drop(marker);
     assert_eq!(next(&rx), Seen::Close(marker_id, CloseReason::Local));
 
     // The connection in the reused slot is untouched.

@@ -20,10 +20,7 @@ fn reset_mid_request_closes_with_an_error_reason() {
     let (server, rx) = recorder_server(1);
     let handle = server.handle();
     let addr = server.local_addrs()[0];
-    let mut stream = connect(addr);
-    let Seen::Open(id, _) = next(&rx) else {
-        panic!("expected open")
-    };
+    let (mut stream, id) = open(addr, &rx);
     stream.write_all(b"partial request with no end").unwrap();
     let mut echo = [0u8; 27];
     stream.read_exact(&mut echo).unwrap();
@@ -51,10 +48,7 @@ fn client_leaving_while_output_is_queued_is_closed_and_others_are_served() {
     let handle = server.handle();
     let addr = server.local_addrs()[0];
     let bystander = connect(addr);
-    let mut leaver = connect(addr);
-    let Seen::Open(_, _) = next(&rx) else {
-        panic!("expected open")
-    };
+    let (mut leaver, _) = open(addr, &rx);
     let Seen::Open(_, _) = next(&rx) else {
         panic!("expected open")
     };
@@ -83,10 +77,7 @@ fn client_leaving_while_output_is_queued_is_closed_and_others_are_served() {
 #[test]
 fn orderly_close_by_the_peer_is_reported_as_peer_closed() {
     let (server, rx) = recorder_server(1);
-    let stream = connect(server.local_addrs()[0]);
-    let Seen::Open(id, _) = next(&rx) else {
-        panic!("expected open")
-    };
+    let (stream, id) = open(server.local_addrs()[0], &rx);
     drop(stream);
     assert_eq!(next(&rx), Seen::Eof(id));
     assert_eq!(next(&rx), Seen::Close(id, CloseReason::PeerClosed));

@@ -61,20 +61,3 @@ fn zero_bytes_and_pipelined_small_writes() {
     stream.read_exact(&mut got).unwrap();
     assert!(got == expect);
 }
-
-#[test]
-fn half_closed_client_gets_everything_then_eof() {
-    let server = echo_server(2);
-    let mut stream = connect(server.local_addrs()[0]);
-    let data = pattern(1 << 20, 7);
-    let mut writer = stream.try_clone().unwrap();
-    let sent = data.clone();
-    let t = thread::spawn(move || {
-        writer.write_all(&sent).unwrap();
-        writer.shutdown(std::net::Shutdown::Write).unwrap();
-    });
-    let got = read_to_end(&mut stream);
-    t.join().unwrap();
-    assert_eq!(got.len(), data.len());
-    assert!(got == data);
-}

@@ -3,11 +3,15 @@
 
 mod util;
 
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use coreloop::CloseReason;
+use util::example;
 use util::*;
 
 #[test]
@@ -78,4 +82,107 @@ fn shutdown_deadline_closes_connections_whose_client_does_not_read() {
         }
     }
     assert!(received < SIZE, "a closed connection cannot have delivered everything");
+}
+
+/// A client that keeps sending while it reads the echo, until end of stream.
+/// `progress` counts the bytes it has received so far. A `slow` one pauses between
+/// reads, so the server's send queue is full whenever the server closes: a close
+/// that resets the connection would then visibly destroy queued bytes.
+fn busy_client(
+    addr: std::net::SocketAddr,
+    seed: u64,
+    slow: bool,
+    progress: Arc<AtomicUsize>,
+) -> thread::JoinHandle<usize> {
+    let data = pattern(32 << 20, seed);
+    let stream = connect(addr); // connected before the caller goes on
+    thread::spawn(move || {
+        let mut writer = stream.try_clone().unwrap();
+        let sender = {
+            let data = data.clone();
+            thread::spawn(move || {
+                for chunk in data.chunks(16 * 1024) {
+                    if writer.write_all(chunk).is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        let mut got = Vec::new();
+        let mut buf = vec![0; 64 * 1024];
+        while let Ok(n) = (&stream).read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            progress.fetch_add(n, Ordering::Relaxed);
+            if slow {
+                thread::sleep(Duration::from_millis(1)); // a slow consumer, by design
+            }
+        }
+        drop(stream);
+        sender.join().unwrap();
+        assert!(
+            got == data[..got.len()],
+            "client {seed}: the echo is not a prefix of what was sent"
+        );
+        got.len()
+    })
+}
+
+#[test]
+fn shutdown_under_load_returns_within_the_grace_period_and_loses_nothing_read() {
+    let server = echo_server(2);
+    let addr = server.local_addrs()[0];
+    let progress = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..6)
+        .map(|seed| busy_client(addr, seed, seed % 2 == 1, Arc::clone(&progress)))
+        .collect();
+    wait_for("the clients to be busy", || progress.load(Ordering::Relaxed) > 4 << 20);
+
+    let started = Instant::now();
+    let report = server.shutdown(Duration::from_secs(3)).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3) + Duration::from_secs(2),
+        "shutdown overran its grace"
+    );
+    let received: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    // The clients read until end of stream: every byte the server wrote reached them.
+    let total = report.stats().total();
+    assert_eq!(total.bytes_out, received as u64);
+    assert_eq!(total.active, 0);
+}
+
+#[test]
+fn the_echo_example_on_sigterm_exits_within_grace_with_busy_clients_and_flushes_readers() {
+    let server = example::start(&["--reactors", "2", "--grace", "2"]);
+    // The first client (reactor 0) floods and never reads: its output can't drain.
+    let flooder = connect(server.addr);
+    let flood = {
+        let f = flooder.try_clone().unwrap();
+        thread::spawn(move || {
+            let chunk = vec![0u8; 64 * 1024];
+            while (&f).write_all(&chunk).is_ok() {}
+        })
+    };
+    // The second (reactor 1) reads everything it is sent back.
+    let progress = Arc::new(AtomicUsize::new(0));
+    let reader = busy_client(server.addr, 99, true, Arc::clone(&progress));
+    wait_for("the reader to be served", || progress.load(Ordering::Relaxed) > 1 << 20);
+
+    let started = Instant::now();
+    server.signal("-TERM");
+    let received = reader.join().unwrap();
+    let (code, lines) = server.finish();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2 + 3), "exited after {took:?}");
+    assert_eq!(code, 0, "{lines:?}");
+    drop(flooder);
+    let _ = flood.join();
+    // Every byte the server wrote to the reader reached it: no reset cut it short.
+    assert_eq!(
+        example::exit_value(&lines, 1, "bytes_out"),
+        received as u64,
+        "{lines:?}"
+    );
 }

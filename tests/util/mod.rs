@@ -3,6 +3,8 @@
 //! they saw.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod example;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -216,4 +218,39 @@ pub fn blasting(blast: Blast) -> (Server, TcpStream) {
         handle.stats().total().bytes_out > 0
     });
     (server, stream)
+}
+
+/// Echoes complete `\n`-terminated lines and leaves a partial line in the input;
+/// reports each close with its reason.
+#[derive(Debug)]
+pub struct LineEcho {
+    pub tx: Sender<Seen>,
+}
+
+impl Handler for LineEcho {
+    type Conn = ();
+
+    fn on_open(&mut self, cx: &mut Context<'_>) {
+        let _ = self.tx.send(Seen::Open(cx.id(), String::new()));
+    }
+
+    fn on_data(&mut self, _conn: &mut (), cx: &mut Context<'_>, input: &mut BytesMut) {
+        while let Some(end) = input.iter().position(|&b| b == b'\n') {
+            let line = input.split_to(end + 1);
+            cx.write(&line);
+        }
+    }
+
+    fn on_close(&mut self, _conn: (), cx: &mut Context<'_>, why: CloseReason) {
+        let _ = self.tx.send(Seen::Close(cx.id(), why));
+    }
+}
+
+/// Connects and waits for the handler's open event; returns the stream and its id.
+pub fn open(addr: SocketAddr, rx: &Receiver<Seen>) -> (TcpStream, ConnId) {
+    let stream = connect(addr);
+    match next(rx) {
+        Seen::Open(id, _) => (stream, id),
+        other => panic!("expected an open, got {other:?}"),
+    }
 }

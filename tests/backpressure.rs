@@ -1,0 +1,106 @@
+//! Slow readers: a client that writes as fast as it can and never reads must not
+//! grow the server's memory past the high watermark (plus one read); reading
+//! resumes — and picks up what arrived while paused — once the client drains its
+//! echo. Everyone else is served meanwhile.
+
+mod util;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::Duration;
+
+use coreloop::{DEFAULT_HIGH_WATERMARK, DEFAULT_READ_BUFFER, Server};
+use util::example;
+use util::*;
+
+const LOW: usize = 64 * 1024;
+const HIGH: usize = 256 * 1024;
+
+/// Writes up to `limit` bytes of pattern until the socket stays full for
+/// `stall`; returns how many bytes were sent.
+fn write_until_stalled(stream: &TcpStream, limit: usize, stall: Duration) -> usize {
+    let data = pattern(limit, 77);
+    let mut s = stream.try_clone().unwrap();
+    s.set_write_timeout(Some(stall)).unwrap();
+    let mut sent = 0;
+    while sent < limit {
+        match s.write(&data[sent..(sent + (1 << 20)).min(limit)]) {
+            Ok(n) => sent += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(e) => panic!("write failed: {e}"),
+        }
+    }
+    sent
+}
+
+#[test]
+fn a_client_that_never_reads_is_paused_and_costs_a_bounded_queue() {
+    let server = Server::builder()
+        .reactors(1)
+        .write_watermarks(LOW, HIGH)
+        .bind(localhost())
+        .start(|_| Echo)
+        .unwrap();
+    let handle = server.handle();
+    let addr = server.local_addrs()[0];
+
+    let hostile = connect(addr);
+    let sent = write_until_stalled(&hostile, 64 << 20, Duration::from_millis(500));
+    assert!(
+        sent < 64 << 20,
+        "the server must stop reading a client that never reads"
+    );
+    let stats = handle.stats().total();
+    assert!(stats.pauses >= 1, "{stats:?}");
+    // What the server read and has not written is what it holds: bounded by the
+    // high watermark plus the one read that crossed it.
+    let held = stats.bytes_in - stats.bytes_out;
+    assert!(
+        held <= (HIGH + DEFAULT_READ_BUFFER) as u64,
+        "server holds {held} bytes for one client"
+    );
+
+    // Another client is served promptly meanwhile.
+    let polite = connect(addr);
+    let data = pattern(200_000, 5);
+    assert!(roundtrip(&polite, &data) == data);
+
+    // The hostile client starts reading: everything it sent comes back, in order,
+    // including what the server left in the socket while paused.
+    hostile.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut back = Vec::with_capacity(sent);
+    (&hostile).read_to_end(&mut back).unwrap();
+    assert_eq!(back.len(), sent);
+    assert!(back == pattern(64 << 20, 77)[..sent]);
+}
+
+#[test]
+fn never_reading_clients_do_not_grow_the_echo_servers_memory() {
+    let server = example::start(&["--reactors", "1"]);
+    // Warm up: let the reactor allocate its buffers once.
+    let warm = connect(server.addr);
+    assert!(roundtrip(&warm, &pattern(1 << 20, 1)) == pattern(1 << 20, 1));
+    let before = server.rss_kib();
+
+    let hostiles: Vec<TcpStream> = (0..2).map(|_| connect(server.addr)).collect();
+    let writers: Vec<_> = hostiles
+        .iter()
+        .map(|h| {
+            let h = h.try_clone().unwrap();
+            thread::spawn(move || write_until_stalled(&h, 64 << 20, Duration::from_millis(500)))
+        })
+        .collect();
+    for w in writers {
+        assert!(w.join().unwrap() < 64 << 20);
+    }
+    let grown_kib = server.rss_kib().saturating_sub(before);
+    // Per never-reading client: the high watermark plus one read buffer, plus a
+    // little allocator slack for the whole process.
+    let bound_kib = (2 * (DEFAULT_HIGH_WATERMARK + DEFAULT_READ_BUFFER) + (2 << 20)) as u64 / 1024;
+    assert!(
+        grown_kib <= bound_kib,
+        "RSS grew {grown_kib} KiB, bound {bound_kib} KiB"
+    );
+    drop(hostiles);
+}

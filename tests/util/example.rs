@@ -1,0 +1,162 @@
+//! Driving the echo example as a child process, as a user runs it.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc::{self, Receiver};
+use std::thread::{self, JoinHandle};
+
+/// Builds the example once (a no-op when `cargo test` already did) and returns its path.
+pub fn echo_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--example", "echo", "--manifest-path", manifest])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the echo example failed");
+        let mut dir = std::env::current_exe().unwrap();
+        dir.pop(); // deps/
+        dir.pop(); // debug/
+        dir.join("examples").join("echo")
+    })
+    .clone()
+}
+
+pub fn run(args: &[&str]) -> Output {
+    Command::new(echo_bin())
+        .args(args)
+        .output()
+        .expect("run the echo example")
+}
+
+/// A running echo example: its address, and its stderr lines as they come.
+pub struct Running {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub stderr: Receiver<String>,
+    collector: Option<JoinHandle<()>>,
+}
+
+/// Starts the example on a free port with `args` (through `sh -c` with `shell_prefix`
+/// before it, e.g. `ulimit -n 40;`) and waits for its banner.
+pub fn start_with(shell_prefix: &str, args: &[&str]) -> Running {
+    let script = format!("{shell_prefix} exec \"$0\" --addr 127.0.0.1:0 \"$@\"");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(echo_bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the echo example");
+    let mut banner = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    let words: Vec<&str> = banner.split_whitespace().collect();
+    assert_eq!(words.len(), 6, "banner: {banner:?}");
+    assert_eq!(
+        (words[0], words[1], words[5]),
+        ("listening", "on", "reactors"),
+        "banner: {banner:?}"
+    );
+    let addr = words[2].parse().expect("the banner names the bound address");
+    let (tx, stderr) = mpsc::channel();
+    let pipe = child.stderr.take().unwrap();
+    let collector = thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    Running {
+        child,
+        addr,
+        stderr,
+        collector: Some(collector),
+    }
+}
+
+pub fn start(args: &[&str]) -> Running {
+    start_with("", args)
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for exit; returns the exit code and every stderr line.
+    pub fn finish(mut self) -> (i32, Vec<String>) {
+        let status = self.child.wait().unwrap();
+        if let Some(c) = self.collector.take() {
+            c.join().unwrap();
+        }
+        let lines = self.stderr.try_iter().collect();
+        (status.code().expect("exited, not killed"), lines)
+    }
+
+    /// The process's CPU time so far (user + system), in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // Fields after the command name (which may hold spaces) start at state.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    }
+
+    /// Resident memory in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Parses `reactor I: key=value …` exit lines into (reactor, key, value) lookups.
+pub fn exit_value(lines: &[String], reactor: usize, key: &str) -> u64 {
+    let prefix = format!("reactor {reactor}: ");
+    let line = lines
+        .iter()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no line for reactor {reactor}: {lines:?}"));
+    let field = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in {line}"));
+    field.parse().unwrap()
+}
+
+/// Reads until end of stream or error; returns how many bytes came.
+pub fn drain(mut r: impl Read) -> usize {
+    let mut buf = vec![0; 64 * 1024];
+    let mut n = 0;
+    while let Ok(k) = r.read(&mut buf) {
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    n
+}
