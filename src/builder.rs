@@ -2,6 +2,7 @@
 //! that validates a configuration before any thread starts.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -48,6 +49,9 @@ pub const DEFAULT_MAX_INPUT: usize = 1024 * 1024;
 /// reactor waits for the peer to close before closing anyway.
 pub const DEFAULT_LINGER: Duration = Duration::from_secs(2);
 
+/// Default time an outbound connect may take before it fails with `TimedOut` (10 s).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Default pause after `accept` fails for lack of descriptors or memory (250 ms).
 pub const DEFAULT_ACCEPT_BACKOFF: Duration = Duration::from_millis(250);
 
@@ -55,7 +59,6 @@ pub const DEFAULT_ACCEPT_BACKOFF: Duration = Duration::from_millis(250);
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) reactors: usize,
-    pub(crate) binds: Vec<SocketAddr>,
     pub(crate) backlog: u32,
     pub(crate) nodelay: bool,
     pub(crate) read_buffer: usize,
@@ -69,13 +72,24 @@ pub(crate) struct Config {
     pub(crate) accept_backoff: Duration,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) linger: Duration,
+    pub(crate) connect_timeout: Duration,
+}
+
+/// A listener to open (or adopt) at start.
+#[derive(Debug)]
+pub(crate) enum ListenSpec {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+    TcpListener(std::net::TcpListener),
+    UnixListener(std::os::unix::net::UnixListener),
+    /// Every socket passed by a service manager (`LISTEN_FDS`).
+    ListenFds,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             reactors: num_cpus::get(),
-            binds: Vec::new(),
             backlog: DEFAULT_BACKLOG,
             nodelay: true,
             read_buffer: DEFAULT_READ_BUFFER,
@@ -89,6 +103,7 @@ impl Default for Config {
             accept_backoff: DEFAULT_ACCEPT_BACKOFF,
             idle_timeout: None,
             linger: DEFAULT_LINGER,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
     }
 }
@@ -149,6 +164,9 @@ impl Config {
                 ),
             );
         }
+        if self.connect_timeout.is_zero() {
+            return refuse("connect_timeout", "must be more than zero".into());
+        }
         if self.linger > Duration::from_secs(60) {
             return refuse("linger", format!("{:?} is more than 60 s", self.linger));
         }
@@ -175,6 +193,7 @@ impl Config {
 /// # struct Echo;
 /// # impl Handler for Echo {
 /// #     type Conn = ();
+/// #     type Message = ();
 /// #     fn on_open(&mut self, _: &mut Context<'_>) {}
 /// #     fn on_data(&mut self, _: &mut (), cx: &mut Context<'_>, input: &mut BytesMut) {
 /// #         cx.write(input);
@@ -191,10 +210,11 @@ impl Config {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 #[must_use = "a builder does nothing until `start` is called"]
 pub struct Builder {
     config: Config,
+    listeners: Vec<ListenSpec>,
 }
 
 impl Builder {
@@ -213,7 +233,52 @@ impl Builder {
     /// feeds the same reactors. Port 0 asks the OS for a free port; read it back with
     /// [`Server::local_addrs`].
     pub fn bind(mut self, addr: impl Into<SocketAddr>) -> Self {
-        self.config.binds.push(addr.into());
+        self.listeners.push(ListenSpec::Tcp(addr.into()));
+        self
+    }
+
+    /// Adds a Unix domain socket listener at `path`, beside any TCP listeners.
+    ///
+    /// A socket file left at `path` by a crashed run (nobody accepts on it) is
+    /// removed first; a path where another process accepts, or that is not a socket,
+    /// is never touched and the start fails with [`Error::Bind`](crate::Error::Bind).
+    /// The file is removed when the server stops.
+    pub fn bind_unix(mut self, path: impl Into<PathBuf>) -> Self {
+        self.listeners.push(ListenSpec::Unix(path.into()));
+        self
+    }
+
+    /// Adds a TCP listener the caller opened (bound and listening already; its
+    /// backlog is left as it is). It is made nonblocking.
+    pub fn listener(mut self, listener: std::net::TcpListener) -> Self {
+        self.listeners.push(ListenSpec::TcpListener(listener));
+        self
+    }
+
+    /// Adds a Unix domain socket listener the caller opened; its path is left alone
+    /// when the server stops.
+    pub fn unix_listener(mut self, listener: std::os::unix::net::UnixListener) -> Self {
+        self.listeners.push(ListenSpec::UnixListener(listener));
+        self
+    }
+
+    /// Adds every listening socket passed by a service manager (systemd socket
+    /// activation: `LISTEN_FDS`, and `LISTEN_PID` when set), TCP or Unix, through
+    /// the `listenfd` crate.
+    ///
+    /// # Errors
+    ///
+    /// At start, [`Error::Bind`](crate::Error::Bind) if `LISTEN_FDS` passes no
+    /// socket, or one that is not a TCP or Unix stream listener.
+    pub fn listen_fds(mut self) -> Self {
+        self.listeners.push(ListenSpec::ListenFds);
+        self
+    }
+
+    /// How long an outbound connect may take before it fails with `TimedOut`.
+    /// Default [`DEFAULT_CONNECT_TIMEOUT`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
         self
     }
 
@@ -324,7 +389,7 @@ impl Builder {
         F: FnMut(usize) -> H,
     {
         self.config.validate()?;
-        Server::start(self.config, factory)
+        Server::start(self.config, self.listeners, factory)
     }
 }
 

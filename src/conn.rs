@@ -10,6 +10,7 @@ use std::io::{self, IoSlice};
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::context::Origin;
 use crate::handler::CloseReason;
 use crate::net::{PeerAddr, Stream};
 use crate::outbuf::MAX_IOV;
@@ -18,6 +19,7 @@ use crate::outbuf::MAX_IOV;
 pub(crate) struct Conn<S> {
     pub(crate) stream: Stream,
     pub(crate) peer: PeerAddr,
+    pub(crate) origin: Origin,
     pub(crate) generation: u64,
     pub(crate) state: S,
     /// Input the handler left unconsumed (a partial frame). Unallocated when empty.
@@ -47,10 +49,11 @@ pub(crate) struct Conn<S> {
 }
 
 impl<S> Conn<S> {
-    pub(crate) fn new(stream: Stream, peer: PeerAddr, generation: u64, state: S, now: u64) -> Self {
+    pub(crate) fn new(stream: Stream, peer: PeerAddr, origin: Origin, generation: u64, state: S, now: u64) -> Self {
         Self {
             stream,
             peer,
+            origin,
             generation,
             state,
             input: BytesMut::new(),

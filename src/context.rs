@@ -7,15 +7,17 @@
 
 use bytes::Bytes;
 
+use crate::error::Result;
 use crate::handle::Handle;
 use crate::id::ConnId;
-use crate::net::PeerAddr;
+use crate::net::{Endpoint, PeerAddr};
 use crate::outbuf::OutBuf;
 
 /// What a handler callback can see and do for the connection it is called for.
 #[derive(Debug)]
 pub struct Context<'a> {
     id: ConnId,
+    origin: Origin,
     peer: &'a PeerAddr,
     out: &'a mut OutBuf,
     handle: &'a Handle,
@@ -25,9 +27,17 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    pub(crate) fn new(id: ConnId, peer: &'a PeerAddr, out: &'a mut OutBuf, handle: &'a Handle, live: bool) -> Self {
+    pub(crate) fn new(
+        id: ConnId,
+        origin: Origin,
+        peer: &'a PeerAddr,
+        out: &'a mut OutBuf,
+        handle: &'a Handle,
+        live: bool,
+    ) -> Self {
         Self {
             id,
+            origin,
             peer,
             out,
             handle,
@@ -45,6 +55,11 @@ impl<'a> Context<'a> {
     /// The index of the reactor running this callback.
     pub fn reactor(&self) -> usize {
         self.id.reactor()
+    }
+
+    /// How the connection came to be: accepted, or opened by `connect`.
+    pub fn origin(&self) -> Origin {
+        self.origin
     }
 
     /// The address of the connection's peer.
@@ -90,6 +105,17 @@ impl<'a> Context<'a> {
         self.shutdown_write = true;
     }
 
+    /// Opens an outbound connection on this reactor (see
+    /// [`Handle::connect_on`]); `tag` comes back in [`Context::origin`] on success or
+    /// in [`Handler::on_connect_error`](crate::Handler::on_connect_error).
+    ///
+    /// # Errors
+    ///
+    /// As [`Handle::connect_on`].
+    pub fn connect(&self, to: impl Into<Endpoint>, tag: u64) -> Result<()> {
+        self.handle.connect_on(self.reactor(), to, tag)
+    }
+
     /// A handle to the whole server, usable from any thread.
     pub fn handle(&self) -> &Handle {
         self.handle
@@ -102,6 +128,19 @@ impl<'a> Context<'a> {
             shutdown_write: self.shutdown_write,
         }
     }
+}
+
+/// How a connection came to be, from [`Context::origin`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Origin {
+    /// Accepted from one of the server's listeners.
+    Accepted,
+    /// Opened by `connect`, with the caller's tag.
+    Connected {
+        /// The tag passed to `connect`.
+        tag: u64,
+    },
 }
 
 /// What a callback asked the reactor to do after it returns.

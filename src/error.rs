@@ -5,9 +5,9 @@
 //! chained with `#[source]`, never flattened into the message.
 
 use std::io;
-use std::net::SocketAddr;
 
 use crate::id::ConnId;
+use crate::net::Endpoint;
 
 /// Errors returned by coreloop.
 #[derive(Debug, thiserror::Error)]
@@ -21,11 +21,11 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
-    /// A listening socket could not be opened on an address.
+    /// A listening socket could not be opened (or adopted) on an endpoint.
     #[error("failed to bind {addr}")]
     Bind {
-        /// The address that failed.
-        addr: SocketAddr,
+        /// The endpoint that failed.
+        addr: Endpoint,
         /// The operating system's error.
         #[source]
         source: io::Error,
@@ -60,6 +60,22 @@ pub enum Error {
     InboxFull {
         /// The index of the reactor whose inbox is full.
         index: usize,
+    },
+    /// A message's type is not the handler's [`Handler::Message`](crate::Handler::Message).
+    #[error("message type {sent} is not the handler's message type {expected}")]
+    MessageType {
+        /// The type that was sent.
+        sent: &'static str,
+        /// The handler's message type.
+        expected: &'static str,
+    },
+    /// A reactor index names no reactor of this server.
+    #[error("no reactor {index} (the server has {reactors})")]
+    NoReactor {
+        /// The index that missed.
+        index: usize,
+        /// How many reactors the server has.
+        reactors: usize,
     },
     /// The server is shutting down or has stopped; the command was not queued.
     #[error("the server is shut down")]

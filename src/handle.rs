@@ -4,15 +4,19 @@
 //! touches a socket or a connection directly, so it is safe from any thread,
 //! including from inside a handler on any reactor.
 
+use std::any::{Any, TypeId};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use crate::acceptor::AcceptorCommand;
 use crate::error::{Error, Result};
 use crate::id::ConnId;
 use crate::inbox::{Inbox, Refused};
+use crate::net::Endpoint;
 use crate::reactor::Command;
 use crate::stats::{Counters, Stats};
 
@@ -26,6 +30,7 @@ use crate::stats::{Counters, Stats};
 /// # struct Nop;
 /// # impl Handler for Nop {
 /// #     type Conn = ();
+/// #     type Message = ();
 /// #     fn on_open(&mut self, _: &mut Context<'_>) {}
 /// #     fn on_data(&mut self, _: &mut (), _: &mut Context<'_>, _: &mut BytesMut) {}
 /// # }
@@ -54,6 +59,10 @@ pub(crate) struct Shared {
     /// The acceptor stopped at the connection cap and waits for a close.
     pub(crate) at_cap: AtomicBool,
     pub(crate) shutting_down: AtomicBool,
+    /// The handler's `Message` type, checked when a message is sent.
+    pub(crate) message_type: (TypeId, &'static str),
+    /// Round-robin position for `connect`.
+    pub(crate) next_connect: AtomicUsize,
 }
 
 impl Handle {
@@ -92,6 +101,118 @@ impl Handle {
         }
     }
 
+    /// Queues `data` to be written to connection `id`, on whichever reactor owns it.
+    ///
+    /// Bytes sent from one thread arrive in the order they were sent, after what
+    /// the connection's own handler wrote before the command was processed. Sending
+    /// is asynchronous: if the connection has closed by the time its reactor takes
+    /// the command — even if its slot now holds another connection, which the id's
+    /// generation tells apart — the bytes are dropped and the reactor's
+    /// [`stale`](crate::ReactorStats::stale) counter goes up; they never reach
+    /// another connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotConnected`] if the id names no reactor of this server,
+    /// [`Error::InboxFull`] if the owning reactor's inbox is full (back-pressure:
+    /// retry later, or slow down), [`Error::ShutDown`] if that reactor has stopped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn push(handle: &coreloop::Handle, id: coreloop::ConnId) -> coreloop::Result<()> {
+    /// handle.send(id, &b"server push\n"[..])?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn send(&self, id: ConnId, data: impl Into<Bytes>) -> Result<()> {
+        self.to_conn(id, Command::Send(id, data.into()))
+    }
+
+    /// Sends an application message to connection `id`: the owning reactor runs
+    /// [`Handler::on_message`](crate::Handler::on_message) with the connection's
+    /// state, so application logic runs where the connection lives. Like
+    /// [`send`](Self::send), a stale id only counts in `stale`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MessageType`] if `M` is not the handler's `Message` type, and the
+    /// errors of [`send`](Self::send).
+    pub fn message<M: Send + 'static>(&self, id: ConnId, msg: M) -> Result<()> {
+        let msg = self.boxed(msg)?;
+        self.to_conn(id, Command::Message(id, msg))
+    }
+
+    /// Sends an application message to reactor `reactor`'s handler
+    /// ([`Handler::on_reactor_message`](crate::Handler::on_reactor_message)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MessageType`], [`Error::NoReactor`], [`Error::InboxFull`],
+    /// [`Error::ShutDown`].
+    pub fn message_reactor<M: Send + 'static>(&self, reactor: usize, msg: M) -> Result<()> {
+        let msg = self.boxed(msg)?;
+        self.command(reactor, Command::ReactorMessage(msg))
+    }
+
+    /// Opens an outbound connection to `to` (TCP or Unix) on a reactor chosen
+    /// round-robin. The same [`Handler`](crate::Handler) serves it: on success
+    /// `on_open` runs with [`Origin::Connected { tag }`](crate::Origin), on failure
+    /// (refused, unreachable, timed out) `on_connect_error` gets `tag` and the error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InboxFull`] or [`Error::ShutDown`] if no reactor could take the
+    /// command. Connection failures are not errors here: they reach the handler.
+    pub fn connect(&self, to: impl Into<Endpoint>, tag: u64) -> Result<()> {
+        let n = self.shared.reactors.len();
+        let start = self.shared.next_connect.fetch_add(1, Ordering::Relaxed);
+        let reactor = (0..n)
+            .map(|i| (start + i) % n)
+            .find(|&r| !self.shared.reactors[r].is_closed())
+            .ok_or(Error::ShutDown)?;
+        self.connect_on(reactor, to, tag)
+    }
+
+    /// Like [`connect`](Self::connect), on the given reactor (for locality: a proxy
+    /// opens the upstream connection on the reactor of the client connection).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoReactor`], [`Error::InboxFull`], [`Error::ShutDown`].
+    pub fn connect_on(&self, reactor: usize, to: impl Into<Endpoint>, tag: u64) -> Result<()> {
+        self.command(reactor, Command::Connect { to: to.into(), tag })
+    }
+
+    fn boxed<M: Send + 'static>(&self, msg: M) -> Result<Box<dyn Any + Send>> {
+        let (expected, name) = self.shared.message_type;
+        if TypeId::of::<M>() != expected {
+            return Err(Error::MessageType {
+                sent: std::any::type_name::<M>(),
+                expected: name,
+            });
+        }
+        Ok(Box::new(msg))
+    }
+
+    fn to_conn(&self, id: ConnId, cmd: Command) -> Result<()> {
+        if id.reactor() >= self.shared.reactors.len() {
+            return Err(Error::NotConnected { id });
+        }
+        self.command(id.reactor(), cmd)
+    }
+
+    fn command(&self, index: usize, cmd: Command) -> Result<()> {
+        let inbox = self.shared.reactors.get(index).ok_or(Error::NoReactor {
+            index,
+            reactors: self.shared.reactors.len(),
+        })?;
+        inbox.push(cmd).map_err(|r| match r {
+            Refused::Full => Error::InboxFull { index },
+            Refused::Closed => Error::ShutDown,
+        })
+    }
+
     /// Closes the connection `id` gracefully (its queued output is written first),
     /// as [`Context::close`](crate::Context::close) would from inside its reactor.
     ///
@@ -106,12 +227,7 @@ impl Handle {
     /// [`Error::InboxFull`] if the owning reactor's inbox is full,
     /// [`Error::ShutDown`] if that reactor has stopped.
     pub fn close(&self, id: ConnId) -> Result<()> {
-        let index = id.reactor();
-        let inbox = self.shared.reactors.get(index).ok_or(Error::NotConnected { id })?;
-        inbox.push(Command::Close(id)).map_err(|r| match r {
-            Refused::Full => Error::InboxFull { index },
-            Refused::Closed => Error::ShutDown,
-        })
+        self.to_conn(id, Command::Close(id))
     }
 
     /// A snapshot of every reactor's counters.

@@ -8,6 +8,8 @@ use std::io;
 use bytes::BytesMut;
 
 use crate::context::Context;
+use crate::handle::Handle;
+use crate::net::Endpoint;
 
 /// The application logic of a server: one instance per reactor.
 ///
@@ -32,6 +34,7 @@ use crate::context::Context;
 ///
 /// impl Handler for Echo {
 ///     type Conn = ();
+///     type Message = ();
 ///
 ///     fn on_open(&mut self, _cx: &mut Context<'_>) {}
 ///
@@ -44,6 +47,10 @@ use crate::context::Context;
 pub trait Handler: Send + 'static {
     /// Per-connection state, kept in the reactor's slab while the connection is open.
     type Conn: 'static;
+
+    /// The type of application messages sent to this handler through
+    /// [`Handle::message`] and [`Handle::message_reactor`]. Use `()` if unused.
+    type Message: Send + 'static;
 
     /// A connection was opened on this reactor. Returns its state.
     ///
@@ -73,6 +80,26 @@ pub trait Handler: Send + 'static {
     /// the shutdown grace period. The default does nothing.
     fn on_shutdown(&mut self, conn: &mut Self::Conn, cx: &mut Context<'_>) {
         let _ = (conn, cx);
+    }
+
+    /// A message sent with [`Handle::message`] to this open connection. Runs on the
+    /// connection's reactor, like every other callback for it. The default drops it.
+    fn on_message(&mut self, conn: &mut Self::Conn, cx: &mut Context<'_>, msg: Self::Message) {
+        let _ = (conn, cx, msg);
+    }
+
+    /// A message sent with [`Handle::message_reactor`] to this handler's reactor.
+    /// The default drops it.
+    fn on_reactor_message(&mut self, reactor: usize, handle: &Handle, msg: Self::Message) {
+        let _ = (reactor, handle, msg);
+    }
+
+    /// An outbound connection started with `connect(to, tag)` failed (refused,
+    /// unreachable, timed out, or the server shut down first). A successful one
+    /// arrives at [`on_open`](Handler::on_open) instead, where
+    /// [`Context::origin`] carries the same `tag`. The default drops the error.
+    fn on_connect_error(&mut self, tag: u64, to: &Endpoint, error: io::Error, handle: &Handle) {
+        let _ = (tag, to, error, handle);
     }
 
     /// The connection is closed; its state is handed back for the last time.

@@ -59,6 +59,7 @@
 //!
 //! impl Handler for Echo {
 //!     type Conn = ();
+//!     type Message = ();
 //!
 //!     fn on_open(&mut self, _cx: &mut Context<'_>) {}
 //!
@@ -149,15 +150,15 @@ mod stats;
 mod timer;
 
 pub use builder::{
-    Builder, DEFAULT_ACCEPT_BACKOFF, DEFAULT_BACKLOG, DEFAULT_EVENTS, DEFAULT_HIGH_WATERMARK, DEFAULT_INBOX_CAPACITY,
-    DEFAULT_LINGER, DEFAULT_LOW_WATERMARK, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_INPUT, DEFAULT_READ_BUDGET,
-    DEFAULT_READ_BUFFER, MAX_REACTORS,
+    Builder, DEFAULT_ACCEPT_BACKOFF, DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EVENTS, DEFAULT_HIGH_WATERMARK,
+    DEFAULT_INBOX_CAPACITY, DEFAULT_LINGER, DEFAULT_LOW_WATERMARK, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_INPUT,
+    DEFAULT_READ_BUDGET, DEFAULT_READ_BUFFER, MAX_REACTORS,
 };
-pub use context::Context;
+pub use context::{Context, Origin};
 pub use error::{Error, Result};
 pub use handle::Handle;
 pub use handler::{CloseReason, Handler};
 pub use id::ConnId;
-pub use net::PeerAddr;
+pub use net::{Endpoint, PeerAddr};
 pub use server::{Report, Server};
 pub use stats::{ReactorStats, Stats};

@@ -8,6 +8,7 @@
 //! The per-event path, top to bottom: `conn_event` → `writable` (flush the queue)
 //! → `read_ready` (read, `deliver` to the handler, `send_staged` its output).
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::io;
 use std::mem;
@@ -15,19 +16,19 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use mio::event::Event;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::builder::Config;
 use crate::conn::Conn;
-use crate::context::{Context, Requests};
+use crate::context::{Context, Origin, Requests};
 use crate::handle::Handle;
 use crate::handler::{CloseReason, Handler};
 use crate::id::ConnId;
 use crate::inbox::Inbox;
-use crate::net::{PeerAddr, Stream};
+use crate::net::{Endpoint, PeerAddr, Stream};
 use crate::outbuf::{MAX_IOV, OutBuf};
 use crate::stats::{Counters, ReactorStats, bump, drop_one};
 use crate::timer::TimerWheel;
@@ -40,6 +41,14 @@ pub(crate) const WAKER: Token = Token(usize::MAX);
 pub(crate) enum Command {
     /// Take on a newly accepted connection.
     Open(Stream, PeerAddr),
+    /// Write bytes to a connection, if `id` still names it.
+    Send(ConnId, Bytes),
+    /// Run `on_message` for a connection, if `id` still names it.
+    Message(ConnId, Box<dyn Any + Send>),
+    /// Run `on_reactor_message`.
+    ReactorMessage(Box<dyn Any + Send>),
+    /// Open an outbound connection.
+    Connect { to: Endpoint, tag: u64 },
     /// Close a connection gracefully, if `id` still names it.
     Close(ConnId),
     /// Notify handlers, flush, close every connection by `deadline`, then exit.
@@ -128,6 +137,12 @@ pub(crate) struct Reactor<H: Handler> {
     /// Connections waiting, after their FIN, for the peer's end of stream:
     /// `(give up at, slot, generation)`, in deadline order (one linger time for all).
     lingering: VecDeque<(Instant, usize, u64)>,
+    /// Outbound connects in progress, with tokens from `PENDING_BASE`.
+    pending: Slab<Pending>,
+    /// `(give up at, slot, serial)` for each pending connect, in deadline order.
+    connect_deadlines: VecDeque<(Instant, usize, u64)>,
+    connect_timeout: Duration,
+    nodelay: bool,
     /// The current idle tick (0 when idle timeouts are off): read once per turn.
     now_tick: u64,
 }
@@ -167,6 +182,10 @@ impl<H: Handler> Reactor<H> {
             deadline: None,
             idle: config.idle_timeout.map(Idle::new),
             lingering: VecDeque::new(),
+            pending: Slab::new(),
+            connect_deadlines: VecDeque::new(),
+            connect_timeout: config.connect_timeout,
+            nodelay: config.nodelay,
             now_tick: 0,
         }
     }
@@ -197,23 +216,24 @@ impl<H: Handler> Reactor<H> {
             let mut n = 0;
             for ev in events.iter() {
                 n += 1;
-                if ev.token() == WAKER {
-                    woken = true;
-                } else {
-                    self.conn_event(ev.token().0, ev);
+                match ev.token() {
+                    WAKER => woken = true,
+                    Token(t) if t >= PENDING_BASE => self.pending_event(t - PENDING_BASE),
+                    Token(key) => self.conn_event(key, ev),
                 }
             }
             bump(&self.counters.events, n);
             self.serve_ready();
             self.expire_idle();
             self.expire_lingering();
+            self.expire_connects();
             // New connections are registered after the batch, so no event of this
             // batch (for a socket closed in it) can reach a connection reusing its slot.
             if woken {
                 self.run_commands();
             }
             if let Some(deadline) = self.deadline {
-                if self.conns.is_empty() {
+                if self.conns.is_empty() && self.pending.is_empty() {
                     break true;
                 }
                 if Instant::now() >= deadline {
@@ -240,7 +260,8 @@ impl<H: Handler> Reactor<H> {
             .filter(|idle| !idle.wheel.is_empty())
             .map(|idle| idle.next_tick_instant(self.now_tick));
         let linger = self.lingering.front().map(|&(at, _, _)| at);
-        [tick, self.deadline, linger]
+        let connect = self.connect_deadlines.front().map(|&(at, _, _)| at);
+        [tick, self.deadline, linger, connect]
             .into_iter()
             .flatten()
             .min()
@@ -463,7 +484,7 @@ impl<H: Handler> Reactor<H> {
     fn callback(&mut self, key: usize, f: impl FnOnce(&mut H, &mut H::Conn, &mut Context<'_>)) -> Option<Requests> {
         let c = &mut self.conns[key];
         let id = ConnId::new(self.index, key, c.generation);
-        let mut cx = Context::new(id, &c.peer, &mut self.out, &self.handle, true);
+        let mut cx = Context::new(id, c.origin, &c.peer, &mut self.out, &self.handle, true);
         let handler = &mut self.handler;
         let state = &mut c.state;
         match catch_unwind(AssertUnwindSafe(|| f(handler, state, &mut cx))) {
@@ -643,6 +664,7 @@ impl<H: Handler> Reactor<H> {
         let Conn {
             stream,
             peer,
+            origin,
             generation,
             state,
             ..
@@ -656,10 +678,13 @@ impl<H: Handler> Reactor<H> {
         }
         bump(&self.counters.closed, 1);
         drop_one(&self.counters.active);
-        self.handle.connection_closed();
+        if origin == Origin::Accepted {
+            // Only accepted connections count against the connection cap.
+            self.handle.connection_closed();
+        }
         let id = ConnId::new(self.index, key, generation);
         log::trace!("coreloop: closing {id} ({peer}): {reason}");
-        let mut cx = Context::new(id, &peer, &mut self.out, &self.handle, false);
+        let mut cx = Context::new(id, origin, &peer, &mut self.out, &self.handle, false);
         let handler = &mut self.handler;
         if catch_unwind(AssertUnwindSafe(|| handler.on_close(state, &mut cx, reason))).is_err() {
             bump(&self.counters.panics, 1);
@@ -707,57 +732,98 @@ impl<H: Handler> Reactor<H> {
         self.inbox.drain_into(&mut commands);
         for cmd in commands.drain(..) {
             match cmd {
-                Command::Open(stream, peer) => self.open(stream, peer),
+                Command::Open(stream, peer) => {
+                    bump(&self.counters.accepted, 1);
+                    self.open(stream, peer, Origin::Accepted);
+                }
                 Command::Close(id) => {
-                    if self.is_current(id.slot(), id.generation()) && self.conns[id.slot()].closing.is_none() {
-                        self.begin_close(id.slot(), CloseReason::Local);
-                    } else {
-                        log::debug!("coreloop: close for {id} ignored: the connection is gone");
+                    if let Some(key) = self.live_slot(id) {
+                        self.begin_close(key, CloseReason::Local);
                     }
                 }
+                Command::Send(id, data) => {
+                    if let Some(key) = self.live_slot(id) {
+                        self.out.write_bytes(data);
+                        self.send_staged(key);
+                    }
+                }
+                Command::Message(id, msg) => {
+                    let msg = *msg.downcast::<H::Message>().expect("Handle checks the message type");
+                    if let Some(key) = self.live_slot(id) {
+                        let outcome = self.callback(key, |h, conn, cx| h.on_message(conn, cx, msg));
+                        self.after_callback(key, outcome, CloseReason::Local);
+                    }
+                }
+                Command::ReactorMessage(msg) => {
+                    let msg = *msg.downcast::<H::Message>().expect("Handle checks the message type");
+                    let (handler, handle, index) = (&mut self.handler, &self.handle, self.index);
+                    if catch_unwind(AssertUnwindSafe(|| handler.on_reactor_message(index, handle, msg))).is_err() {
+                        bump(&self.counters.panics, 1);
+                        log::warn!("coreloop: handler panicked in on_reactor_message on reactor {index}");
+                    }
+                }
+                Command::Connect { to, tag } => self.start_connect(to, tag),
                 Command::Shutdown { deadline } => self.begin_shutdown(deadline),
             }
         }
         self.commands = commands;
     }
 
-    fn open(&mut self, mut stream: Stream, peer: PeerAddr) {
-        bump(&self.counters.accepted, 1);
+    /// The slot of the connection `id` names, if it is still open and not closing;
+    /// a miss counts as stale.
+    fn live_slot(&mut self, id: ConnId) -> Option<usize> {
+        let key = id.slot();
+        if self.is_current(key, id.generation()) && self.conns[key].closing.is_none() {
+            return Some(key);
+        }
+        bump(&self.counters.stale, 1);
+        log::debug!("coreloop: command for {id} dropped: the connection is gone");
+        None
+    }
+
+    /// Takes on a connected socket: registers it once and runs `on_open`.
+    fn open(&mut self, mut stream: Stream, peer: PeerAddr, origin: Origin) {
+        let counted = origin == Origin::Accepted;
+        let refuse = |this: &mut Self| {
+            bump(&this.counters.closed, 1);
+            if counted {
+                this.handle.connection_closed();
+            }
+        };
         if self.deadline.is_some() {
             // Shutting down: take no new connection.
-            bump(&self.counters.closed, 1);
-            self.handle.connection_closed();
-            return;
+            return refuse(self);
         }
         let key = self.conns.vacant_key();
         // syscall: the one registration this socket gets, edge-triggered, both ways
+        // (a connected outbound socket moves here from the pending range: one MOD)
         let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = self.poll.registry().register(&mut stream, Token(key), interest) {
+        let registered = match origin {
+            Origin::Accepted => self.poll.registry().register(&mut stream, Token(key), interest),
+            Origin::Connected { .. } => self.poll.registry().reregister(&mut stream, Token(key), interest),
+        };
+        if let Err(e) = registered {
             log::warn!(
-                "coreloop: reactor {} cannot register a connection from {peer}: {e}",
+                "coreloop: reactor {} cannot register a connection with {peer}: {e}",
                 self.index
             );
-            bump(&self.counters.closed, 1);
-            self.handle.connection_closed();
-            return;
+            return refuse(self);
         }
         let generation = self.next_generation;
         self.next_generation += 1;
         let id = ConnId::new(self.index, key, generation);
-        let mut cx = Context::new(id, &peer, &mut self.out, &self.handle, true);
+        let mut cx = Context::new(id, origin, &peer, &mut self.out, &self.handle, true);
         let handler = &mut self.handler;
         let opened = catch_unwind(AssertUnwindSafe(|| handler.on_open(&mut cx)));
         let requests = cx.requests();
         let Ok(state) = opened else {
             bump(&self.counters.panics, 1);
-            bump(&self.counters.closed, 1);
             self.out.clear();
-            self.handle.connection_closed();
             log::warn!("coreloop: handler panicked in on_open for {id}; dropping the connection");
-            return;
+            return refuse(self);
         };
         self.conns
-            .insert(Conn::new(stream, peer, generation, state, self.now_tick));
+            .insert(Conn::new(stream, peer, origin, generation, state, self.now_tick));
         bump(&self.counters.active, 1);
         if let Some(idle) = &mut self.idle {
             idle.wheel.insert(self.now_tick + idle.timeout_ticks, (key, generation));
@@ -766,11 +832,93 @@ impl<H: Handler> Reactor<H> {
         self.after_callback(key, Some(requests), CloseReason::Local);
     }
 
+    /// Starts a nonblocking connect; the socket waits in the pending range until
+    /// it turns writable (connected or failed) or the connect timeout passes.
+    fn start_connect(&mut self, to: Endpoint, tag: u64) {
+        if self.deadline.is_some() {
+            let e = io::Error::new(io::ErrorKind::ConnectionAborted, "the server is shutting down");
+            return self.connect_failed(tag, &to, e);
+        }
+        // syscall: socket + connect (nonblocking)
+        let (mut stream, peer) = match Stream::connect(&to, self.nodelay) {
+            Ok(s) => s,
+            Err(e) => return self.connect_failed(tag, &to, e),
+        };
+        let entry = self.pending.vacant_entry();
+        let token = Token(PENDING_BASE + entry.key());
+        // syscall: registration for the connect's completion (moved, not re-added, on success)
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
+            return self.connect_failed(tag, &to, e);
+        }
+        let serial = self.next_generation;
+        self.next_generation += 1;
+        let key = entry.key();
+        entry.insert(Pending {
+            stream,
+            peer,
+            to,
+            tag,
+            serial,
+        });
+        self.connect_deadlines
+            .push_back((Instant::now() + self.connect_timeout, key, serial));
+    }
+
+    /// A readiness event for a connect in progress.
+    fn pending_event(&mut self, key: usize) {
+        let Some(p) = self.pending.get(key) else { return };
+        match p.stream.connect_result() {
+            Ok(false) => {} // spurious: still connecting
+            Ok(true) => {
+                let p = self.pending.remove(key);
+                self.open(p.stream, p.peer, Origin::Connected { tag: p.tag });
+            }
+            Err(e) => {
+                let p = self.pending.remove(key);
+                self.connect_failed(p.tag, &p.to, e);
+            }
+        }
+    }
+
+    /// Fails connects still pending past the connect timeout.
+    fn expire_connects(&mut self) {
+        if self.connect_deadlines.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        while let Some(&(at, key, serial)) = self.connect_deadlines.front() {
+            if at > now {
+                break;
+            }
+            self.connect_deadlines.pop_front();
+            if self.pending.get(key).is_some_and(|p| p.serial == serial) {
+                let p = self.pending.remove(key);
+                self.connect_failed(p.tag, &p.to, io::ErrorKind::TimedOut.into());
+            }
+        }
+    }
+
+    fn connect_failed(&mut self, tag: u64, to: &Endpoint, e: io::Error) {
+        log::debug!("coreloop: connect to {to} (tag {tag}) failed: {e}");
+        let (handler, handle) = (&mut self.handler, &self.handle);
+        if catch_unwind(AssertUnwindSafe(|| handler.on_connect_error(tag, to, e, handle))).is_err() {
+            bump(&self.counters.panics, 1);
+            log::warn!("coreloop: handler panicked in on_connect_error");
+        }
+    }
+
     fn begin_shutdown(&mut self, deadline: Instant) {
         if self.deadline.is_some() {
             return;
         }
         self.deadline = Some(deadline);
+        let pending: Vec<usize> = self.pending.iter().map(|(k, _)| k).collect();
+        for key in pending {
+            let p = self.pending.remove(key);
+            let e = io::Error::new(io::ErrorKind::ConnectionAborted, "the server is shutting down");
+            self.connect_failed(p.tag, &p.to, e);
+        }
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             if self.conns[key].closing.is_some() {
@@ -783,3 +931,18 @@ impl<H: Handler> Reactor<H> {
         }
     }
 }
+
+/// An outbound connection whose connect has not completed.
+#[derive(Debug)]
+struct Pending {
+    stream: Stream,
+    peer: PeerAddr,
+    to: Endpoint,
+    tag: u64,
+    /// Tells this connect apart from a later one in the same slot.
+    serial: u64,
+}
+
+/// Tokens from here up name pending connects (`PENDING_BASE + slot`); open
+/// connections use their slab slot, far below.
+const PENDING_BASE: usize = 1 << (usize::BITS - 2);

@@ -4,6 +4,7 @@
 //! and waker is created, the handlers are made, and only then are threads spawned,
 //! so a failure before that point leaves nothing running.
 
+use std::any::TypeId;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,12 +15,12 @@ use std::time::Duration;
 use mio::{Poll, Waker};
 
 use crate::acceptor::{self, Acceptor};
-use crate::builder::{Builder, Config};
+use crate::builder::{Builder, Config, ListenSpec};
 use crate::error::{Error, Result};
 use crate::handle::{Handle, Shared};
 use crate::handler::Handler;
 use crate::inbox::Inbox;
-use crate::net::{ListenOptions, Listener};
+use crate::net::{Endpoint, ListenOptions, Listener};
 use crate::reactor::{self, Command, Reactor, ReactorExit};
 use crate::stats::{Counters, ReactorStats, Stats, bump};
 
@@ -31,6 +32,7 @@ use crate::stats::{Counters, ReactorStats, Stats, bump};
 pub struct Server {
     handle: Handle,
     local_addrs: Vec<SocketAddr>,
+    endpoints: Vec<Endpoint>,
     acceptor: Option<JoinHandle<()>>,
     reactors: Vec<JoinHandle<ReactorExit>>,
 }
@@ -81,7 +83,7 @@ impl Server {
         Builder::new()
     }
 
-    pub(crate) fn start<H, F>(config: Config, mut factory: F) -> Result<Server>
+    pub(crate) fn start<H, F>(config: Config, specs: Vec<ListenSpec>, mut factory: F) -> Result<Server>
     where
         H: Handler,
         F: FnMut(usize) -> H,
@@ -90,19 +92,22 @@ impl Server {
             backlog: config.backlog,
             nodelay: config.nodelay,
         };
-        let listeners = config
-            .binds
+        let listeners = open_listeners(specs, opts)?;
+        let endpoints = listeners
             .iter()
-            .map(|&addr| Listener::bind_tcp(addr, opts))
-            .collect::<Result<Vec<_>>>()?;
-        let local_addrs = listeners
-            .iter()
-            .map(Listener::local_addr)
+            .map(Listener::endpoint)
             .collect::<io::Result<Vec<_>>>()
             .map_err(|source| Error::Setup {
                 what: "listener address",
                 source,
             })?;
+        let local_addrs = endpoints
+            .iter()
+            .filter_map(|e| match e {
+                Endpoint::Tcp(a) => Some(*a),
+                _ => None,
+            })
+            .collect();
 
         let mut polls = Vec::with_capacity(config.reactors);
         let mut inboxes = Vec::with_capacity(config.reactors);
@@ -126,6 +131,8 @@ impl Server {
             max_connections: config.max_connections,
             at_cap: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
+            message_type: (TypeId::of::<H::Message>(), std::any::type_name::<H::Message>()),
+            next_connect: AtomicUsize::new(0),
         });
         // User code runs before any thread exists: a panicking factory leaves nothing behind.
         let handlers: Vec<H> = (0..config.reactors).map(&mut factory).collect();
@@ -133,6 +140,7 @@ impl Server {
         let mut server = Server {
             handle: handle.clone(),
             local_addrs,
+            endpoints,
             acceptor: None,
             reactors: Vec::with_capacity(config.reactors),
         };
@@ -192,10 +200,15 @@ impl Server {
         self.handle.clone()
     }
 
-    /// The bound address of each listener, in `bind` order (with the port the OS
-    /// chose for port 0).
+    /// The bound address of each TCP listener, in the order they were added (with
+    /// the port the OS chose for port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// Every listener's endpoint, TCP and Unix, in the order they were added.
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
     }
 
     /// Starts a graceful shutdown (see [`Handle::shutdown`]) and waits for it.
@@ -282,4 +295,50 @@ impl Drop for StopGuard {
             }
         }
     }
+}
+
+/// Opens (or adopts) every listener, in order. A failure names the endpoint.
+fn open_listeners(specs: Vec<ListenSpec>, opts: ListenOptions) -> Result<Vec<Listener>> {
+    let adopt_fail = |what: String| {
+        move |source| Error::Bind {
+            addr: Endpoint::Inherited(what),
+            source,
+        }
+    };
+    let mut listeners = Vec::with_capacity(specs.len());
+    for spec in specs {
+        match spec {
+            ListenSpec::Tcp(addr) => listeners.push(Listener::bind_tcp(addr, opts)?),
+            ListenSpec::Unix(path) => listeners.push(Listener::bind_unix(&path, opts)?),
+            ListenSpec::TcpListener(l) => {
+                let what = l
+                    .local_addr()
+                    .map_or("a TCP listener".into(), |a| format!("inherited {a}"));
+                listeners.push(Listener::adopt_tcp(l, opts).map_err(adopt_fail(what))?);
+            }
+            ListenSpec::UnixListener(l) => {
+                listeners.push(Listener::adopt_unix(l).map_err(adopt_fail("a Unix listener".into()))?);
+            }
+            ListenSpec::ListenFds => {
+                let mut fds = listenfd::ListenFd::from_env();
+                if fds.len() == 0 {
+                    let e = io::Error::new(io::ErrorKind::NotFound, "LISTEN_FDS passes no socket");
+                    return Err(adopt_fail("LISTEN_FDS".into())(e));
+                }
+                for i in 0..fds.len() {
+                    let what = format!("LISTEN_FDS socket {i}");
+                    let listener = match fds.take_tcp_listener(i) {
+                        Ok(Some(l)) => Listener::adopt_tcp(l, opts),
+                        _ => match fds.take_unix_listener(i) {
+                            Ok(Some(l)) => Listener::adopt_unix(l),
+                            Ok(None) => Err(io::Error::new(io::ErrorKind::NotFound, "already taken")),
+                            Err(e) => Err(e),
+                        },
+                    };
+                    listeners.push(listener.map_err(adopt_fail(what))?);
+                }
+            }
+        }
+    }
+    Ok(listeners)
 }

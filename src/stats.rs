@@ -19,6 +19,7 @@ pub(crate) struct Counters {
     pub(crate) events: AtomicU64,
     pub(crate) panics: AtomicU64,
     pub(crate) pauses: AtomicU64,
+    pub(crate) stale: AtomicU64,
 }
 
 /// Adds `n` to a counter that only the calling thread writes.
@@ -49,6 +50,7 @@ impl Counters {
             events: self.events.load(Relaxed),
             panics: self.panics.load(Relaxed),
             pauses: self.pauses.load(Relaxed),
+            stale: self.stale.load(Relaxed),
         }
     }
 }
@@ -78,6 +80,9 @@ pub struct ReactorStats {
     /// Times a connection's reading was paused because its output passed the high
     /// watermark.
     pub pauses: u64,
+    /// Commands (`send`, `message`, `close`) addressed to connections that had
+    /// already closed when the reactor took them; they were dropped.
+    pub stale: u64,
 }
 
 /// A snapshot of every reactor's counters, from [`Handle::stats`](crate::Handle::stats).
@@ -114,6 +119,7 @@ impl Stats {
             t.events += r.events;
             t.panics += r.panics;
             t.pauses += r.pauses;
+            t.stale += r.stale;
         }
         t
     }

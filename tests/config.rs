@@ -62,7 +62,7 @@ fn bind_failure_names_the_address() {
     let err = Server::builder().reactors(1).bind(taken).start(|_| Echo).unwrap_err();
     match &err {
         Error::Bind { addr, source } => {
-            assert_eq!(*addr, taken);
+            assert_eq!(*addr, coreloop::Endpoint::Tcp(taken));
             assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse);
         }
         other => panic!("expected a bind error, got {other:?}"),

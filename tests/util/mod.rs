@@ -28,6 +28,7 @@ pub struct Echo;
 
 impl Handler for Echo {
     type Conn = ();
+    type Message = ();
 
     fn on_open(&mut self, _cx: &mut Context<'_>) {}
 
@@ -123,6 +124,7 @@ pub fn recorder_server(reactors: usize) -> (Server, Receiver<Seen>) {
 
 impl Handler for Recorder {
     type Conn = ();
+    type Message = ();
 
     fn on_open(&mut self, cx: &mut Context<'_>) {
         let name = thread::current().name().unwrap_or("").to_string();
@@ -187,6 +189,7 @@ pub struct Blast {
 
 impl Handler for Blast {
     type Conn = ();
+    type Message = ();
 
     fn on_open(&mut self, _cx: &mut Context<'_>) {}
 
@@ -229,6 +232,7 @@ pub struct LineEcho {
 
 impl Handler for LineEcho {
     type Conn = ();
+    type Message = ();
 
     fn on_open(&mut self, cx: &mut Context<'_>) {
         let _ = self.tx.send(Seen::Open(cx.id(), String::new()));
