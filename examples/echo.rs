@@ -3,11 +3,12 @@
 //! Run it with:
 //!
 //! ```text
-//! cargo run --release --example echo -- [--addr 127.0.0.1:7878] [--reactors N]
-//!     [--max-conns N] [--idle-timeout SECS] [--grace SECS]
+//! cargo run --release --example echo -- [--addr 127.0.0.1:7878] [--unix PATH]
+//!     [--listen-fds] [--reactors N] [--max-conns N] [--idle-timeout SECS] [--grace SECS]
 //! ```
 //!
-//! Once listening it prints `listening on ADDR with N reactors` on stdout. SIGINT or
+//! Once listening it prints `listening on ADDR with N reactors` on stdout (several
+//! listeners are joined by `, `; a Unix socket shows as `unix:PATH`). SIGINT or
 //! SIGTERM shuts it down gracefully (queued output is flushed for up to the grace
 //! period); it then prints one line of counters per reactor on stderr and exits with
 //! status 0. A bad option prints one line and exits with 2.
@@ -27,10 +28,14 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 const USAGE: &str = "\
-usage: echo [--addr ADDR] [--reactors N] [--max-conns N] [--idle-timeout SECS] [--grace SECS]
+usage: echo [--addr ADDR] [--unix PATH] [--listen-fds] [--reactors N] [--max-conns N]
+            [--idle-timeout SECS] [--grace SECS]
 
 Options:
-  --addr ADDR          address to listen on (default 127.0.0.1:7878; port 0 picks one)
+  --addr ADDR          TCP address to listen on (default 127.0.0.1:7878 unless --unix or
+                       --listen-fds is given; port 0 picks one)
+  --unix PATH          also (or only) listen on a Unix domain socket at PATH
+  --listen-fds         also (or only) serve the sockets a service manager passed (LISTEN_FDS)
   --reactors N         reactor threads (default: the CPU count)
   --max-conns N        most connections open at once; more wait in the backlog (default 10000)
   --idle-timeout SECS  close connections idle this long, 0 = never (default 60)
@@ -54,7 +59,9 @@ impl Handler for Echo {
 }
 
 struct Args {
-    addr: SocketAddr,
+    addr: Option<SocketAddr>,
+    unix: Option<std::path::PathBuf>,
+    listen_fds: bool,
     reactors: usize,
     max_conns: usize,
     idle_timeout: u64,
@@ -71,7 +78,9 @@ fn value<T: std::str::FromStr>(parser: &mut lexopt::Parser, option: &str, what: 
 fn parse_args() -> Result<Option<Args>, String> {
     use lexopt::prelude::*;
     let mut args = Args {
-        addr: SocketAddr::from(([127, 0, 0, 1], 7878)),
+        addr: None,
+        unix: None,
+        listen_fds: false,
         reactors: num_cpus::get(),
         max_conns: 10_000,
         idle_timeout: 60,
@@ -80,7 +89,9 @@ fn parse_args() -> Result<Option<Args>, String> {
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
-            Long("addr") => args.addr = value(&mut parser, "--addr", "address")?,
+            Long("addr") => args.addr = Some(value(&mut parser, "--addr", "address")?),
+            Long("unix") => args.unix = Some(parser.value().map_err(|e| e.to_string())?.into()),
+            Long("listen-fds") => args.listen_fds = true,
             Long("reactors") => args.reactors = value(&mut parser, "--reactors", "number")?,
             Long("max-conns") => args.max_conns = value(&mut parser, "--max-conns", "number")?,
             Long("idle-timeout") => args.idle_timeout = value(&mut parser, "--idle-timeout", "number of seconds")?,
@@ -88,6 +99,9 @@ fn parse_args() -> Result<Option<Args>, String> {
             Short('h') | Long("help") => return Ok(None),
             other => return Err(other.unexpected().to_string()),
         }
+    }
+    if args.addr.is_none() && args.unix.is_none() && !args.listen_fds {
+        args.addr = Some(SocketAddr::from(([127, 0, 0, 1], 7878)));
     }
     Ok(Some(args))
 }
@@ -127,12 +141,20 @@ fn main() -> ExitCode {
         }
     };
     let idle = (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
-    let started = Server::builder()
+    let mut builder = Server::builder()
         .reactors(args.reactors)
         .max_connections(args.max_conns)
-        .idle_timeout(idle)
-        .bind(args.addr)
-        .start(|_| Echo);
+        .idle_timeout(idle);
+    if let Some(addr) = args.addr {
+        builder = builder.bind(addr);
+    }
+    if let Some(path) = &args.unix {
+        builder = builder.bind_unix(path);
+    }
+    if args.listen_fds {
+        builder = builder.listen_fds();
+    }
+    let started = builder.start(|_| Echo);
     let server = match started {
         Ok(s) => s,
         Err(e) => {
@@ -140,11 +162,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let endpoints: Vec<String> = server.endpoints().iter().map(ToString::to_string).collect();
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(
         stdout,
         "listening on {} with {} reactors",
-        server.local_addrs()[0],
+        endpoints.join(", "),
         args.reactors
     );
     let _ = stdout.flush();

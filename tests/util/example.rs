@@ -8,22 +8,26 @@ use std::sync::OnceLock;
 use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
 
-/// Builds the example once (a no-op when `cargo test` already did) and returns its path.
-pub fn echo_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
+/// Builds the examples once (a no-op when `cargo test` already did) and returns
+/// the path of example `name`.
+pub fn example_bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
         let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--example", "echo", "--manifest-path", manifest])
+            .args(["build", "--quiet", "--examples", "--manifest-path", manifest])
             .status()
             .expect("run cargo build");
-        assert!(status.success(), "building the echo example failed");
-        let mut dir = std::env::current_exe().unwrap();
-        dir.pop(); // deps/
-        dir.pop(); // debug/
-        dir.join("examples").join("echo")
-    })
-    .clone()
+        assert!(status.success(), "building the examples failed");
+    });
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop(); // deps/
+    dir.pop(); // debug/
+    dir.join("examples").join(name)
+}
+
+pub fn echo_bin() -> PathBuf {
+    example_bin("echo")
 }
 
 pub fn run(args: &[&str]) -> Output {
@@ -36,24 +40,41 @@ pub fn run(args: &[&str]) -> Output {
 /// A running echo example: its address, and its stderr lines as they come.
 pub struct Running {
     pub child: Child,
+    /// The first listener's address, when it is TCP (else 0.0.0.0:0).
     pub addr: SocketAddr,
+    /// The banner line as printed.
+    pub banner: String,
     pub stderr: Receiver<String>,
     collector: Option<JoinHandle<()>>,
 }
 
-/// Starts the example on a free port with `args` (through `sh -c` with `shell_prefix`
-/// before it, e.g. `ulimit -n 40;`) and waits for its banner.
+/// Starts the echo example on a free port with `args` (through `sh -c` with
+/// `shell_prefix` before it, e.g. `ulimit -n 40;`) and waits for its banner.
 pub fn start_with(shell_prefix: &str, args: &[&str]) -> Running {
-    let script = format!("{shell_prefix} exec \"$0\" --addr 127.0.0.1:0 \"$@\"");
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .arg(echo_bin())
+    let mut full = vec!["--addr", "127.0.0.1:0"];
+    full.extend_from_slice(args);
+    spawn_example(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("{shell_prefix} exec \"$0\" \"$@\""))
+            .arg(echo_bin()),
+        &full,
+    )
+}
+
+/// Starts example `name` with exactly `args` and waits for its banner.
+pub fn start_example(name: &str, args: &[&str]) -> Running {
+    spawn_example(&mut Command::new(example_bin(name)), args)
+}
+
+/// Runs `cmd args…` with piped output, reads the banner, collects stderr.
+pub fn spawn_example(cmd: &mut Command, args: &[&str]) -> Running {
+    let mut child = cmd
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start the echo example");
+        .expect("start the example");
     let mut banner = String::new();
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut banner)
@@ -78,6 +99,7 @@ pub fn start_with(shell_prefix: &str, args: &[&str]) -> Running {
     Running {
         child,
         addr,
+        banner: banner.trim_end().to_string(),
         stderr,
         collector: Some(collector),
     }
