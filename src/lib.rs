@@ -109,6 +109,21 @@
 //! most [`Builder::linger`]): closing a socket with unread input would make the
 //! kernel reset it and discard the reply's last bytes.
 //!
+//! ## Beyond the connection a request came in on
+//!
+//! - [`Handle`] (`Clone + Send + Sync`) reaches any connection from any thread,
+//!   including from a handler on another reactor: [`Handle::send`] queues bytes,
+//!   [`Handle::message`] runs [`Handler::on_message`] with a typed
+//!   [`Handler::Message`] on the connection's own reactor, [`Handle::close`] closes.
+//!   A command for a connection that has closed is dropped (and counted as
+//!   [`ReactorStats::stale`]), never delivered to a connection reusing its slot.
+//! - [`Handle::connect`] and [`Context::connect`] open outbound TCP or Unix
+//!   connections served by the same handler ([`Context::origin`] tells them apart;
+//!   failures reach [`Handler::on_connect_error`]).
+//! - Listeners can be TCP ([`Builder::bind`]), Unix ([`Builder::bind_unix`]), opened
+//!   by the caller ([`Builder::listener`]) or passed by systemd
+//!   ([`Builder::listen_fds`]).
+//!
 //! ## Shutdown
 //!
 //! [`Handle::shutdown`] closes the listeners first, then each reactor notifies its

@@ -80,11 +80,20 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
 /// Sends `data` from one thread while reading the echo on this one, so neither side
 /// can stall on full socket buffers. Returns what came back.
 pub fn roundtrip(stream: &TcpStream, data: &[u8]) -> Vec<u8> {
-    let mut writer = stream.try_clone().unwrap();
+    roundtrip_with(stream, stream.try_clone().unwrap(), data)
+}
+
+/// [`roundtrip`] over a Unix domain socket.
+pub fn unix_roundtrip(stream: &std::os::unix::net::UnixStream, data: &[u8]) -> Vec<u8> {
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    roundtrip_with(stream, stream.try_clone().unwrap(), data)
+}
+
+fn roundtrip_with(mut reader: impl Read, mut writer: impl Write + Send + 'static, data: &[u8]) -> Vec<u8> {
     let owned = data.to_vec();
     let t = thread::spawn(move || writer.write_all(&owned));
     let mut got = vec![0; data.len()];
-    (&*stream).read_exact(&mut got).expect("read the echo");
+    reader.read_exact(&mut got).expect("read the echo");
     t.join().unwrap().expect("write the payload");
     got
 }
@@ -137,6 +146,8 @@ impl Handler for Recorder {
             cx.close();
         } else if &input[..] == b"id\n" {
             cx.write(format!("{}\n", cx.id()).as_bytes());
+        } else if &input[..] == b"peer\n" {
+            cx.write(format!("{}\n", cx.peer_addr()).as_bytes());
         } else {
             cx.write(input);
         }
@@ -256,5 +267,27 @@ pub fn open(addr: SocketAddr, rx: &Receiver<Seen>) -> (TcpStream, ConnId) {
     match next(rx) {
         Seen::Open(id, _) => (stream, id),
         other => panic!("expected an open, got {other:?}"),
+    }
+}
+
+/// A fresh directory for this test's socket files, removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("coreloop-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn path(&self, file: &str) -> std::path::PathBuf {
+        self.0.join(file)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
