@@ -269,3 +269,14 @@ impl fmt::Debug for Handle {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// `Handle` must stay usable from any thread, and cheap to clone.
+    #[test]
+    fn handle_is_clone_send_sync() {
+        fn assert_traits<T: Clone + Send + Sync + 'static>() {}
+        assert_traits::<super::Handle>();
+        assert_eq!(std::mem::size_of::<super::Handle>(), std::mem::size_of::<usize>());
+    }
+}
