@@ -118,7 +118,7 @@ impl Handler for ManyBuffers {
         input.clear();
         for i in 0..self.n {
             cx.write_bytes(Bytes::from(pattern(self.size, i as u64)));
-            cx.write(&[b'|']); // copied bytes between shared ones
+            cx.write(b"|"); // copied bytes between shared ones
         }
     }
 }
