@@ -1,0 +1,295 @@
+//! The servers every benchmark compares, runnable in-process (criterion benches)
+//! or as a process of their own (`examples/bench_server.rs`):
+//!
+//! - coreloop: the echo handler on N reactors;
+//! - tokio: the multi-thread runtime with N workers, a task per connection, a
+//!   4 KiB buffer, `read` + `write_all` — the idiomatic baseline;
+//! - raw mio: N threads, each with its own `SO_REUSEPORT` listener and `Poll`, no
+//!   library around it — the near-limit floor a library can approach.
+#![allow(dead_code)] // each user takes the servers it needs
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use coreloop::{Context, Handler, Server};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use socket2::{Domain, Socket, Type};
+
+/// The echo handler.
+pub struct Echo;
+
+impl Handler for Echo {
+    type Conn = ();
+    type Message = ();
+    fn on_open(&mut self, _cx: &mut Context<'_>) {}
+    fn on_data(&mut self, _conn: &mut (), cx: &mut Context<'_>, input: &mut BytesMut) {
+        cx.write(input);
+        input.clear();
+    }
+}
+
+/// Which server to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Coreloop,
+    Tokio,
+    Mio,
+}
+
+impl Kind {
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "coreloop" => Some(Kind::Coreloop),
+            "tokio" => Some(Kind::Tokio),
+            "mio" => Some(Kind::Mio),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Coreloop => "coreloop",
+            Kind::Tokio => "tokio",
+            Kind::Mio => "mio",
+        }
+    }
+}
+
+/// A running echo server of any kind.
+pub enum Running {
+    Coreloop(Server),
+    Tokio(tokio::runtime::Runtime, SocketAddr),
+    Mio(MioEcho),
+}
+
+impl Running {
+    pub fn start(kind: Kind, threads: usize, addr: SocketAddr) -> io::Result<Running> {
+        Ok(match kind {
+            Kind::Coreloop => Running::Coreloop(
+                Server::builder()
+                    .reactors(threads)
+                    .max_connections(1 << 20)
+                    .bind(addr)
+                    .start(|_| Echo)
+                    .map_err(io::Error::other)?,
+            ),
+            Kind::Tokio => {
+                let (rt, addr) = tokio_echo(threads, addr)?;
+                Running::Tokio(rt, addr)
+            }
+            Kind::Mio => Running::Mio(MioEcho::start(threads, addr)?),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Running::Coreloop(s) => s.local_addrs()[0],
+            Running::Tokio(_, a) => *a,
+            Running::Mio(m) => m.addr,
+        }
+    }
+
+    pub fn stop(self) {
+        match self {
+            Running::Coreloop(s) => {
+                let _ = s.shutdown(Duration::from_secs(1));
+            }
+            Running::Tokio(rt, _) => rt.shutdown_timeout(Duration::from_secs(1)),
+            Running::Mio(m) => m.stop(),
+        }
+    }
+}
+
+/// tokio: task per connection, 4 KiB buffer, `read` + `write_all`.
+pub fn tokio_echo(threads: usize, addr: SocketAddr) -> io::Result<(tokio::runtime::Runtime, SocketAddr)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_io()
+        .build()?;
+    let listener = rt.block_on(tokio::net::TcpListener::bind(addr))?;
+    let addr = listener.local_addr()?;
+    rt.spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = s.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Ok((rt, addr))
+}
+
+/// The raw-mio reference: N threads, each its own `SO_REUSEPORT` listener and
+/// `Poll`; reads until a short read, writes at once, queues only what the socket
+/// does not take.
+pub struct MioEcho {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    wakers: Vec<Arc<Waker>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKE: Token = Token(usize::MAX);
+
+fn reuseport_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_tcp_nodelay(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(s.into()))
+}
+
+struct MioConn {
+    stream: TcpStream,
+    pending: Vec<u8>,
+}
+
+impl MioEcho {
+    pub fn start(threads: usize, addr: SocketAddr) -> io::Result<MioEcho> {
+        let first = reuseport_listener(addr)?;
+        let addr = first.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut listeners = vec![first];
+        for _ in 1..threads {
+            listeners.push(reuseport_listener(addr)?);
+        }
+        let mut wakers = Vec::new();
+        let mut handles = Vec::new();
+        for (i, mut listener) in listeners.into_iter().enumerate() {
+            let poll = Poll::new()?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+            wakers.push(Arc::clone(&waker));
+            poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+            let stop = Arc::clone(&stop);
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("mio-echo-{i}"))
+                    .spawn(move || mio_loop(poll, listener, &stop))?,
+            );
+        }
+        Ok(MioEcho {
+            addr,
+            stop,
+            wakers,
+            threads: handles,
+        })
+    }
+
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn mio_loop(mut poll: Poll, listener: TcpListener, stop: &AtomicBool) {
+    let mut events = Events::with_capacity(1024);
+    let mut conns: Slab<MioConn> = Slab::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while !stop.load(Ordering::Relaxed) {
+        if poll.poll(&mut events, None).is_err() {
+            continue;
+        }
+        for ev in events.iter() {
+            match ev.token() {
+                WAKE => {}
+                LISTENER => loop {
+                    match listener.accept() {
+                        Ok((mut stream, _)) => {
+                            let entry = conns.vacant_entry();
+                            let token = Token(entry.key());
+                            if poll
+                                .registry()
+                                .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+                                .is_ok()
+                            {
+                                entry.insert(MioConn {
+                                    stream,
+                                    pending: Vec::new(),
+                                });
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => break,
+                    }
+                },
+                Token(key) => {
+                    let Some(c) = conns.get_mut(key) else { continue };
+                    let mut dead = false;
+                    if ev.is_writable() && !c.pending.is_empty() {
+                        match c.stream.write(&c.pending) {
+                            Ok(n) => {
+                                c.pending.drain(..n);
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            Err(_) => dead = true,
+                        }
+                    }
+                    if ev.is_readable() || ev.is_read_closed() {
+                        loop {
+                            match c.stream.read(&mut buf) {
+                                Ok(0) => {
+                                    dead = true;
+                                    break;
+                                }
+                                Ok(n) => {
+                                    if c.pending.is_empty() {
+                                        match c.stream.write(&buf[..n]) {
+                                            Ok(w) => c.pending.extend_from_slice(&buf[w..n]),
+                                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                                c.pending.extend_from_slice(&buf[..n])
+                                            }
+                                            Err(_) => dead = true,
+                                        }
+                                    } else {
+                                        c.pending.extend_from_slice(&buf[..n]);
+                                    }
+                                    if n < buf.len() {
+                                        break;
+                                    }
+                                }
+                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                                Err(_) => {
+                                    dead = true;
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    if dead {
+                        conns.remove(key);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Regenerates every figure in BENCHMARKS.md: builds the release examples, runs
+# coreloop, tokio and the raw-mio reference side by side against loadgen, and
+# prints the tables (medians of alternating rounds, ratios to tokio and mio).
+#
+#   scripts/bench.sh [ROUNDS]        # default 5 rounds; about 8 minutes
+#
+# Needs: cargo, python3, perf (syscall counts; skipped when absent).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-5}
+DUR=${DUR:-3}
+WARM=${WARM:-1}
+THREADS=${THREADS:-2}
+OUT=${OUT:-target/bench}
+mkdir -p "$OUT"
+rm -f "$OUT"/*.jsonl
+
+cargo build --release --quiet --example bench_server --example loadgen
+BIN=target/release/examples
+
+start_server() { # kind -> sets SPID, SADDR
+  "$BIN/bench_server" --kind "$1" --threads "$THREADS" >"$OUT/banner.txt" &
+  SPID=$!
+  for _ in $(seq 100); do grep -q listening "$OUT/banner.txt" 2>/dev/null && break; sleep 0.05; done
+  SADDR=$(awk '{print $3}' "$OUT/banner.txt")
+}
+stop_server() { kill -TERM "$SPID"; wait "$SPID" || true; }
+
+SCENARIOS=(
+  "1x64|echo --conns 1 --inflight 1 --size 64"
+  "100x64|echo --conns 100 --inflight 1 --size 64"
+  "100x64x16|echo --conns 100 --inflight 16 --size 64"
+  "100x16K|echo --conns 100 --inflight 1 --size 16384"
+  "connrate8|connrate --clients 8"
+)
+
+echo "== throughput and server CPU per operation ($ROUNDS alternating rounds, ${DUR}s each)" >&2
+for round in $(seq "$ROUNDS"); do
+  for sc in "${SCENARIOS[@]}"; do
+    name=${sc%%|*}; args=${sc#*|}
+    for kind in coreloop tokio mio; do
+      start_server "$kind"
+      # shellcheck disable=SC2086
+      line=$("$BIN/loadgen" $args --addr "$SADDR" --duration "$DUR" --warmup "$WARM" --server-pid "$SPID" --json)
+      stop_server
+      echo "{\"round\":$round,\"scenario\":\"$name\",\"server\":\"$kind\",\"result\":$line}" >>"$OUT/runs.jsonl"
+      echo "  round $round $name $kind: $(echo "$line" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f ops/s, %.2f us cpu/op" % (r["ops_per_s"], r.get("server_cpu_us_per_op", 0)))')" >&2
+    done
+  done
+done
+
+if command -v perf >/dev/null; then
+  echo "== syscalls per echoed message (perf tracepoints, fixed message count)" >&2
+  for spec in "1|20000" "100|2000"; do
+    conns=${spec%|*}; count=${spec#*|}
+    for kind in coreloop tokio mio; do
+      start_server "$kind"
+      perf stat -x, -e 'syscalls:sys_enter_*' -p "$SPID" -o "$OUT/perf.txt" &
+      PERF=$!
+      sleep 0.5
+      "$BIN/loadgen" echo --conns "$conns" --inflight 1 --size 64 --count "$count" --addr "$SADDR" --json >"$OUT/count.json"
+      kill -INT "$PERF"; wait "$PERF" || true
+      stop_server
+      python3 - "$OUT/perf.txt" "$kind" "$conns" "$((conns * count))" >>"$OUT/syscalls.jsonl" <<'PY'
+import json, sys
+path, kind, conns, msgs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+counts = {}
+for line in open(path):
+    parts = line.strip().split(",")
+    if len(parts) > 2 and parts[2].startswith("syscalls:sys_enter_") and parts[0].isdigit() and int(parts[0]) > 0:
+        counts[parts[2][len("syscalls:sys_enter_"):]] = int(parts[0])
+print(json.dumps({"server": kind, "conns": conns, "msgs": msgs, "counts": counts}))
+PY
+    done
+  done
+fi
+
+echo "== memory per idle connection (15000 held)" >&2
+for kind in coreloop tokio; do
+  start_server "$kind"
+  line=$("$BIN/loadgen" hold --conns 15000 --hold 1 --addr "$SADDR" --server-pid "$SPID" --json)
+  stop_server
+  echo "{\"server\":\"$kind\",\"result\":$line}" >>"$OUT/memory.jsonl"
+done
+
+echo "== one port: 19500 connections from two loadgen processes" >&2
+start_server coreloop
+"$BIN/loadgen" hold --conns 9750 --hold 5 --addr "$SADDR" --json >"$OUT/hold1.json" &
+H1=$!
+"$BIN/loadgen" hold --conns 9750 --hold 5 --addr "$SADDR" --json >"$OUT/hold2.json" &
+H2=$!
+# Sample once every connection is established (both loadgens hold for 5 s).
+PORT=${SADDR##*:}
+for _ in $(seq 200); do
+  [ "$(ss -tnH state established "( sport = :$PORT )" | wc -l)" -ge 19500 ] && break
+  sleep 0.05
+done
+FDS=$(ls /proc/"$SPID"/fd | wc -l)
+RSS=$(awk '/VmRSS/ {print $2}' /proc/"$SPID"/status)
+wait "$H1" "$H2"
+stop_server
+echo "{\"fds\":$FDS,\"rss_kib\":$RSS,\"a\":$(cat "$OUT/hold1.json"),\"b\":$(cat "$OUT/hold2.json")}" >"$OUT/oneport.json"
+
+python3 scripts/bench_report.py "$OUT"
