@@ -248,15 +248,32 @@ impl Handle {
         self.shared.reactors.len()
     }
 
+    /// Whether one more connection fits under the cap. At the cap, marks the
+    /// accepting side as waiting so the next close wakes it.
+    pub(crate) fn room_for_one(&self) -> bool {
+        let s = &self.shared;
+        if s.live.load(Ordering::SeqCst) < s.max_connections {
+            return true;
+        }
+        s.at_cap.store(true, Ordering::SeqCst);
+        // Re-check: a close between the load above and the store would not wake us.
+        if s.live.load(Ordering::SeqCst) < s.max_connections {
+            s.at_cap.store(false, Ordering::SeqCst);
+            return true;
+        }
+        false
+    }
+
     /// Called by a reactor when a connection that counted against the cap is gone.
     pub(crate) fn connection_closed(&self) {
         let s = &self.shared;
         s.live.fetch_sub(1, Ordering::SeqCst);
-        if s.at_cap.load(Ordering::SeqCst)
-            && s.at_cap.swap(false, Ordering::SeqCst)
-            && let Some(acceptor) = &s.acceptor
-        {
-            acceptor.wake();
+        if s.at_cap.load(Ordering::SeqCst) && s.at_cap.swap(false, Ordering::SeqCst) {
+            match &s.acceptor {
+                Some(acceptor) => acceptor.wake(),
+                // Reuse-port mode: every reactor accepts; wake them all to retry.
+                None => s.reactors.iter().for_each(|r| r.wake()),
+            }
         }
     }
 }

@@ -148,6 +148,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod accept;
 mod acceptor;
 mod builder;
 mod conn;

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use mio::{Poll, Waker};
 
+use crate::accept::AcceptLoop;
 use crate::acceptor::{self, Acceptor};
 use crate::builder::{Builder, Config, ListenSpec};
 use crate::error::{Error, Result};
@@ -168,8 +169,8 @@ impl Server {
             }
         }
         if let Some((poll, inbox)) = acceptor {
-            let backoff = config.accept_backoff;
-            let acceptor = Acceptor::new(poll, listeners, inbox, handle.clone(), opts, backoff);
+            let accept = AcceptLoop::new(listeners, opts, config.accept_backoff);
+            let acceptor = Acceptor::new(poll, accept, inbox, handle.clone());
             match spawn("coreloop-acceptor".into(), move || acceptor.run()) {
                 Ok(t) => server.acceptor = Some(t),
                 Err(source) => return Err(server.abort_start("acceptor thread", source)),
