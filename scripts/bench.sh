@@ -3,7 +3,7 @@
 # coreloop, tokio and the raw-mio reference side by side against loadgen, and
 # prints the tables (medians of alternating rounds, ratios to tokio and mio).
 #
-#   scripts/bench.sh [ROUNDS]        # default 5 rounds; about 8 minutes
+#   scripts/bench.sh [ROUNDS]        # default 5 rounds; about 11 minutes
 #
 # Needs: cargo, python3, perf (syscall counts; skipped when absent).
 set -euo pipefail
@@ -39,7 +39,7 @@ echo "== throughput and server CPU per operation ($ROUNDS alternating rounds, ${
 for round in $(seq "$ROUNDS"); do
   for sc in "${SCENARIOS[@]}"; do
     name=${sc%%|*}; args=${sc#*|}
-    for kind in coreloop tokio mio; do
+    for kind in coreloop coreloop-reuseport tokio mio; do
       start_server "$kind"
       # shellcheck disable=SC2086
       line=$("$BIN/loadgen" $args --addr "$SADDR" --duration "$DUR" --warmup "$WARM" --server-pid "$SPID" --json)
@@ -54,7 +54,7 @@ if command -v perf >/dev/null; then
   echo "== syscalls per echoed message (perf tracepoints, fixed message count)" >&2
   for spec in "1|20000" "100|2000"; do
     conns=${spec%|*}; count=${spec#*|}
-    for kind in coreloop tokio mio; do
+    for kind in coreloop coreloop-reuseport tokio mio; do
       start_server "$kind"
       perf stat -x, -e 'syscalls:sys_enter_*' -p "$SPID" -o "$OUT/perf.txt" &
       PERF=$!

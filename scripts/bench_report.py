@@ -17,22 +17,24 @@ def med(scenario, server, key):
     return statistics.median(vals) if vals else 0
 
 
+SERVERS = ("coreloop", "coreloop-reuseport", "tokio", "mio")
 print("### Server CPU per operation (µs; medians) and ratios\n")
-print("| scenario | coreloop | tokio | raw mio | coreloop ÷ best(tokio, mio) | coreloop user | tokio user | user ratio |")
-print("|---|---|---|---|---|---|---|---|")
+print("coreloop = round-robin acceptor (default); coreloop-rp = `Distribution::ReusePort`.\n")
+print("| scenario | coreloop | coreloop-rp | tokio | raw mio | coreloop ÷ best(tokio, mio) | coreloop-rp ÷ best | user: coreloop | coreloop-rp | tokio | user ratio (coreloop, rp) ÷ tokio |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for s in scenarios:
-    c, t, m = (med(s, k, "server_cpu_us_per_op") for k in ("coreloop", "tokio", "mio"))
-    cu, tu = med(s, "coreloop", "server_user_us_per_op"), med(s, "tokio", "server_user_us_per_op")
+    c, rp, t, m = (med(s, k, "server_cpu_us_per_op") for k in SERVERS)
+    cu, rpu, tu = (med(s, k, "server_user_us_per_op") for k in ("coreloop", "coreloop-reuseport", "tokio"))
     best = min(t, m)
-    print(f"| {s} | {c:.2f} | {t:.2f} | {m:.2f} | {c / best:.2f}× | {cu:.2f} | {tu:.2f} | {cu / tu if tu else 0:.2f}× |")
+    print(f"| {s} | {c:.2f} | {rp:.2f} | {t:.2f} | {m:.2f} | {c / best:.2f}× | {rp / best:.2f}× | {cu:.2f} | {rpu:.2f} | {tu:.2f} | {cu / tu if tu else 0:.2f}×, {rpu / tu if tu else 0:.2f}× |")
 
 print("\n### Throughput (ops/s; medians) and latency (µs; medians of p99)\n")
-print("| scenario | coreloop | tokio | raw mio | coreloop ÷ tokio | p99 coreloop | p99 tokio | p99 mio |")
-print("|---|---|---|---|---|---|---|---|")
+print("| scenario | coreloop | coreloop-rp | tokio | raw mio | coreloop ÷ tokio | rp ÷ tokio | p99 coreloop | p99 rp | p99 tokio | p99 mio |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for s in scenarios:
-    c, t, m = (med(s, k, "ops_per_s") for k in ("coreloop", "tokio", "mio"))
-    pc, pt, pm = (med(s, k, "p99_us") for k in ("coreloop", "tokio", "mio"))
-    print(f"| {s} | {c:.0f} | {t:.0f} | {m:.0f} | {c / t:.2f}× | {pc:.0f} | {pt:.0f} | {pm:.0f} |")
+    c, rp, t, m = (med(s, k, "ops_per_s") for k in SERVERS)
+    pc, prp, pt, pm = (med(s, k, "p99_us") for k in SERVERS)
+    print(f"| {s} | {c:.0f} | {rp:.0f} | {t:.0f} | {m:.0f} | {c / t:.2f}× | {rp / t:.2f}× | {pc:.0f} | {prp:.0f} | {pt:.0f} | {pm:.0f} |")
 
 path = os.path.join(out, "syscalls.jsonl")
 if os.path.exists(path):

@@ -55,6 +55,22 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default pause after `accept` fails for lack of descriptors or memory (250 ms).
 pub const DEFAULT_ACCEPT_BACKOFF: Duration = Duration::from_millis(250);
 
+/// How accepted connections are spread over the reactors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Distribution {
+    /// One acceptor thread owns the listeners and hands connections to the
+    /// reactors in turn (skipping any that stopped). The default: exact balance by
+    /// connection count.
+    #[default]
+    RoundRobin,
+    /// No acceptor thread: every reactor opens its own `SO_REUSEPORT` listener on
+    /// each bind address and accepts for itself; the kernel spreads connections by
+    /// hashing. Saves the hand-off (a wake and a context switch per accept batch);
+    /// balance is statistical. Linux only; TCP `bind` addresses only.
+    ReusePort,
+}
+
 /// A validated-on-start server configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -73,6 +89,7 @@ pub(crate) struct Config {
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) linger: Duration,
     pub(crate) connect_timeout: Duration,
+    pub(crate) distribution: Distribution,
 }
 
 /// A listener to open (or adopt) at start.
@@ -104,6 +121,7 @@ impl Default for Config {
             idle_timeout: None,
             linger: DEFAULT_LINGER,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            distribution: Distribution::RoundRobin,
         }
     }
 }
@@ -275,6 +293,13 @@ impl Builder {
         self
     }
 
+    /// How connections are spread over the reactors. Default
+    /// [`Distribution::RoundRobin`].
+    pub fn distribution(mut self, distribution: Distribution) -> Self {
+        self.config.distribution = distribution;
+        self
+    }
+
     /// How long an outbound connect may take before it fails with `TimedOut`.
     /// Default [`DEFAULT_CONNECT_TIMEOUT`].
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
@@ -389,6 +414,20 @@ impl Builder {
         F: FnMut(usize) -> H,
     {
         self.config.validate()?;
+        if self.config.distribution == Distribution::ReusePort {
+            if !cfg!(target_os = "linux") {
+                return Err(Error::Config {
+                    option: "distribution",
+                    reason: "reuse-port distribution needs Linux".into(),
+                });
+            }
+            if self.listeners.iter().any(|l| !matches!(l, ListenSpec::Tcp(_))) {
+                return Err(Error::Config {
+                    option: "distribution",
+                    reason: "reuse-port distribution serves TCP `bind` addresses only".into(),
+                });
+            }
+        }
         Server::start(self.config, self.listeners, factory)
     }
 }

@@ -128,6 +128,8 @@ pub(crate) enum Stream {
 pub(crate) struct ListenOptions {
     pub(crate) backlog: u32,
     pub(crate) nodelay: bool,
+    /// Set `SO_REUSEPORT` (one listener per reactor on the same address).
+    pub(crate) reuse_port: bool,
 }
 
 impl Listener {
@@ -141,6 +143,9 @@ impl Listener {
         };
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
         socket.set_reuse_address(true).map_err(fail)?;
+        if opts.reuse_port {
+            socket.set_reuse_port(true).map_err(fail)?;
+        }
         socket.bind(&addr.into()).map_err(fail)?;
         socket.listen(backlog(opts)).map_err(fail)?;
         Self::from_tcp_socket(socket, opts).map_err(fail)

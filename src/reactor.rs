@@ -21,6 +21,7 @@ use mio::event::Event;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::accept::AcceptLoop;
 use crate::builder::Config;
 use crate::conn::Conn;
 use crate::context::{Context, Origin, Requests};
@@ -143,20 +144,35 @@ pub(crate) struct Reactor<H: Handler> {
     connect_deadlines: VecDeque<(Instant, usize, u64)>,
     connect_timeout: Duration,
     nodelay: bool,
+    /// Reuse-port mode: this reactor's own listeners (tokens from `LISTENER_BASE`).
+    accept: Option<AcceptLoop>,
+    /// Connections accepted this turn, opened once the accept loop is done.
+    accepted: Vec<(Stream, PeerAddr)>,
     /// The current idle tick (0 when idle timeouts are off): read once per turn.
     now_tick: u64,
 }
 
+/// What the server hands one reactor at start: its place in the server and the
+/// resources made for it before any thread started.
+#[derive(Debug)]
+pub(crate) struct Parts {
+    pub(crate) index: usize,
+    pub(crate) poll: Poll,
+    pub(crate) inbox: Arc<Inbox<Command>>,
+    pub(crate) counters: Arc<Counters>,
+    /// Reuse-port mode: this reactor's own listeners.
+    pub(crate) accept: Option<AcceptLoop>,
+}
+
 impl<H: Handler> Reactor<H> {
-    pub(crate) fn new(
-        index: usize,
-        poll: Poll,
-        handler: H,
-        inbox: Arc<Inbox<Command>>,
-        counters: Arc<Counters>,
-        handle: Handle,
-        config: &Config,
-    ) -> Self {
+    pub(crate) fn new(parts: Parts, handler: H, handle: Handle, config: &Config) -> Self {
+        let Parts {
+            index,
+            poll,
+            inbox,
+            counters,
+            accept,
+        } = parts;
         Self {
             index,
             poll,
@@ -186,6 +202,8 @@ impl<H: Handler> Reactor<H> {
             connect_deadlines: VecDeque::new(),
             connect_timeout: config.connect_timeout,
             nodelay: config.nodelay,
+            accept,
+            accepted: Vec::new(),
             now_tick: 0,
         }
     }
@@ -193,6 +211,17 @@ impl<H: Handler> Reactor<H> {
     /// The event loop. Returns when shutdown completes or its deadline passes.
     pub(crate) fn run(mut self) -> ReactorExit {
         let mut events = Events::with_capacity(self.events);
+        if let Some(accept) = &mut self.accept {
+            for (i, l) in accept.listeners.iter_mut().enumerate() {
+                if let Err(e) = self
+                    .poll
+                    .registry()
+                    .register(l, Token(LISTENER_BASE + i), Interest::READABLE)
+                {
+                    log::error!("coreloop: reactor {} cannot register its listener {i}: {e}", self.index);
+                }
+            }
+        }
         let completed = loop {
             let timeout = self.poll_timeout();
             // syscall: the one wait per loop turn
@@ -219,6 +248,11 @@ impl<H: Handler> Reactor<H> {
                 match ev.token() {
                     WAKER => woken = true,
                     Token(t) if t >= PENDING_BASE => self.pending_event(t - PENDING_BASE),
+                    Token(t) if t >= LISTENER_BASE => {
+                        if let Some(accept) = &mut self.accept {
+                            accept.mark(t - LISTENER_BASE);
+                        }
+                    }
                     Token(key) => self.conn_event(key, ev),
                 }
             }
@@ -232,6 +266,7 @@ impl<H: Handler> Reactor<H> {
             if woken {
                 self.run_commands();
             }
+            self.accept_own();
             if let Some(deadline) = self.deadline {
                 if self.conns.is_empty() && self.pending.is_empty() {
                     break true;
@@ -261,7 +296,8 @@ impl<H: Handler> Reactor<H> {
             .map(|idle| idle.next_tick_instant(self.now_tick));
         let linger = self.lingering.front().map(|&(at, _, _)| at);
         let connect = self.connect_deadlines.front().map(|&(at, _, _)| at);
-        [tick, self.deadline, linger, connect]
+        let backoff = self.accept.as_ref().and_then(AcceptLoop::paused_until);
+        [tick, self.deadline, linger, connect, backoff]
             .into_iter()
             .flatten()
             .min()
@@ -294,6 +330,20 @@ impl<H: Handler> Reactor<H> {
         if let Some(idle) = &mut self.idle {
             idle.expired = expired; // keep the allocation
         }
+    }
+
+    /// Reuse-port mode: accepts what waits on this reactor's own listeners (after a
+    /// listener edge, a back-off, or a close that made room under the cap).
+    fn accept_own(&mut self) {
+        let Some(accept) = &mut self.accept else { return };
+        let accepted = &mut self.accepted;
+        accept.accept(&self.handle, |stream, peer| accepted.push((stream, peer)));
+        let mut batch = mem::take(&mut self.accepted);
+        for (stream, peer) in batch.drain(..) {
+            bump(&self.counters.accepted, 1);
+            self.open(stream, peer, Origin::Accepted);
+        }
+        self.accepted = batch;
     }
 
     /// Closes lingering connections whose peer has not closed in time.
@@ -913,6 +963,8 @@ impl<H: Handler> Reactor<H> {
             return;
         }
         self.deadline = Some(deadline);
+        // Reuse-port mode: close this reactor's listeners first.
+        self.accept = None;
         let pending: Vec<usize> = self.pending.iter().map(|(k, _)| k).collect();
         for key in pending {
             let p = self.pending.remove(key);
@@ -942,6 +994,10 @@ struct Pending {
     /// Tells this connect apart from a later one in the same slot.
     serial: u64,
 }
+
+/// Tokens from here up to `PENDING_BASE` name this reactor's own listeners
+/// (reuse-port mode).
+const LISTENER_BASE: usize = 1 << (usize::BITS - 3);
 
 /// Tokens from here up name pending connects (`PENDING_BASE + slot`); open
 /// connections use their slab slot, far below.

@@ -16,13 +16,13 @@ use mio::{Poll, Waker};
 
 use crate::accept::AcceptLoop;
 use crate::acceptor::{self, Acceptor};
-use crate::builder::{Builder, Config, ListenSpec};
+use crate::builder::{Builder, Config, Distribution, ListenSpec};
 use crate::error::{Error, Result};
 use crate::handle::{Handle, Shared};
 use crate::handler::Handler;
 use crate::inbox::Inbox;
 use crate::net::{Endpoint, ListenOptions, Listener};
-use crate::reactor::{self, Command, Reactor, ReactorExit};
+use crate::reactor::{self, Command, Parts, Reactor, ReactorExit};
 use crate::stats::{Counters, ReactorStats, Stats, bump};
 
 /// A running server: an acceptor thread and N reactor threads.
@@ -89,9 +89,11 @@ impl Server {
         H: Handler,
         F: FnMut(usize) -> H,
     {
+        let reuse_port = config.distribution == Distribution::ReusePort;
         let opts = ListenOptions {
             backlog: config.backlog,
             nodelay: config.nodelay,
+            reuse_port,
         };
         let listeners = open_listeners(specs, opts)?;
         let endpoints = listeners
@@ -102,13 +104,29 @@ impl Server {
                 what: "listener address",
                 source,
             })?;
-        let local_addrs = endpoints
+        let local_addrs: Vec<SocketAddr> = endpoints
             .iter()
             .filter_map(|e| match e {
                 Endpoint::Tcp(a) => Some(*a),
                 _ => None,
             })
             .collect();
+        // Reuse-port: every reactor gets its own listener on each address (reactor
+        // 0 the ones just bound, which fixed any port 0), and there is no acceptor.
+        let mut own_listeners: Vec<Option<AcceptLoop>> = (0..config.reactors).map(|_| None).collect();
+        let listeners = if reuse_port {
+            own_listeners[0] = Some(AcceptLoop::new(listeners, opts, config.accept_backoff));
+            for slot in own_listeners.iter_mut().skip(1) {
+                let mine = local_addrs
+                    .iter()
+                    .map(|&addr| Listener::bind_tcp(addr, opts))
+                    .collect::<Result<Vec<_>>>()?;
+                *slot = Some(AcceptLoop::new(mine, opts, config.accept_backoff));
+            }
+            Vec::new()
+        } else {
+            listeners
+        };
 
         let mut polls = Vec::with_capacity(config.reactors);
         let mut inboxes = Vec::with_capacity(config.reactors);
@@ -145,23 +163,25 @@ impl Server {
             acceptor: None,
             reactors: Vec::with_capacity(config.reactors),
         };
-        for (i, (poll, handler)) in polls.into_iter().zip(handlers).enumerate() {
+        for (i, ((poll, handler), accept)) in polls.into_iter().zip(handlers).zip(own_listeners).enumerate() {
             let guard = StopGuard {
                 inbox: Arc::clone(&inboxes[i]),
                 counters: Arc::clone(&counters[i]),
                 handle: handle.clone(),
             };
-            let (inbox, counters, handle, config) = (
-                Arc::clone(&inboxes[i]),
-                Arc::clone(&counters[i]),
-                handle.clone(),
-                config.clone(),
-            );
+            let parts = Parts {
+                index: i,
+                poll,
+                inbox: Arc::clone(&inboxes[i]),
+                counters: Arc::clone(&counters[i]),
+                accept,
+            };
+            let (handle, config) = (handle.clone(), config.clone());
             // The reactor is built on its own thread: connection state (`H::Conn`)
             // never crosses threads, so it need not be `Send`.
             let spawned = spawn(format!("coreloop-reactor-{i}"), move || {
                 let _guard = guard;
-                Reactor::new(i, poll, handler, inbox, counters, handle, &config).run()
+                Reactor::new(parts, handler, handle, &config).run()
             });
             match spawned {
                 Ok(t) => server.reactors.push(t),

@@ -39,6 +39,8 @@ impl Handler for Echo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Coreloop,
+    /// coreloop with `Distribution::ReusePort` (no acceptor thread).
+    CoreloopReusePort,
     Tokio,
     Mio,
 }
@@ -47,6 +49,7 @@ impl Kind {
     pub fn parse(s: &str) -> Option<Kind> {
         match s {
             "coreloop" => Some(Kind::Coreloop),
+            "coreloop-reuseport" => Some(Kind::CoreloopReusePort),
             "tokio" => Some(Kind::Tokio),
             "mio" => Some(Kind::Mio),
             _ => None,
@@ -56,6 +59,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Coreloop => "coreloop",
+            Kind::CoreloopReusePort => "coreloop-reuseport",
             Kind::Tokio => "tokio",
             Kind::Mio => "mio",
         }
@@ -72,9 +76,14 @@ pub enum Running {
 impl Running {
     pub fn start(kind: Kind, threads: usize, addr: SocketAddr) -> io::Result<Running> {
         Ok(match kind {
-            Kind::Coreloop => Running::Coreloop(
+            Kind::Coreloop | Kind::CoreloopReusePort => Running::Coreloop(
                 Server::builder()
                     .reactors(threads)
+                    .distribution(if kind == Kind::Coreloop {
+                        coreloop::Distribution::RoundRobin
+                    } else {
+                        coreloop::Distribution::ReusePort
+                    })
                     .max_connections(1 << 20)
                     .bind(addr)
                     .start(|_| Echo)
