@@ -33,7 +33,8 @@ fn parse() -> Result<(servers::Kind, usize, SocketAddr), String> {
         match arg {
             Long("kind") => {
                 let v = value(&mut parser, "--kind")?;
-                kind = servers::Kind::parse(&v).ok_or(format!("unknown kind '{v}' (coreloop, coreloop-reuseport, tokio, mio)"))?;
+                kind = servers::Kind::parse(&v)
+                    .ok_or(format!("unknown kind '{v}' (coreloop, coreloop-reuseport, tokio, mio)"))?;
             }
             Long("threads") => {
                 threads = value(&mut parser, "--threads")?

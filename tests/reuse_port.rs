@@ -51,7 +51,10 @@ fn every_reactor_listens_and_serves_byte_exact() {
     // The kernel hashes connections over the listeners: with 64 connections, a
     // reactor with none would be a 2^-63 event.
     assert!(stats.reactors.iter().all(|r| r.accepted > 0), "{stats}");
-    assert!(!coreloop_threads().iter().any(|t| t == "coreloop-accept"), "no acceptor thread");
+    assert!(
+        !coreloop_threads().iter().any(|t| t == "coreloop-accept"),
+        "no acceptor thread"
+    );
     drop(clients);
     server.shutdown(DEADLINE).unwrap();
     assert_eq!(listeners_on(addr.port()), 0);
@@ -73,7 +76,10 @@ fn the_cap_holds_and_a_close_lets_the_next_client_in() {
     waiting.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
     let mut buf = [0u8; 6];
     let err = waiting.read_exact(&mut buf).expect_err("over the cap: no echo yet");
-    assert!(matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut), "{err:?}");
+    assert!(
+        matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        "{err:?}"
+    );
     assert_eq!(handle.stats().total().accepted, 2);
 
     drop(first.pop());
@@ -89,5 +95,14 @@ fn reuse_port_serves_tcp_addresses_only() {
         .bind_unix(std::env::temp_dir().join("coreloop-reuse-port-unix.sock"))
         .start(|_| Echo)
         .unwrap_err();
-    assert!(matches!(err, Error::Config { option: "distribution", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Config {
+                option: "distribution",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
