@@ -13,21 +13,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use servers::{Kind, Running};
+use servers::Running;
 
 fn connection_cycles(c: &mut Criterion) {
-    let cpus = num_cpus::get();
     let mut group = c.benchmark_group("connection_cycle");
     group.throughput(Throughput::Elements(1));
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(3));
-    let servers = [
-        (Kind::Coreloop, 1),
-        (Kind::Coreloop, cpus),
-        (Kind::Tokio, cpus),
-        (Kind::Mio, cpus),
-    ];
-    for (kind, threads) in servers {
+    for (kind, threads) in servers::compared() {
         let server = Running::start(kind, threads, SocketAddr::from(([127, 0, 0, 1], 0))).expect("start the server");
         let addr = server.addr();
         group.bench_function(BenchmarkId::new(kind.name(), threads), |b| {

@@ -15,10 +15,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use servers::{Kind, Running};
+use servers::Running;
 
 fn echo(c: &mut Criterion) {
-    let cpus = num_cpus::get();
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     for conns in [1, 64] {
         for size in [64, 16 * 1024] {
@@ -28,13 +27,7 @@ fn echo(c: &mut Criterion) {
                 group.sample_size(10);
                 group.warm_up_time(Duration::from_millis(500));
                 group.measurement_time(Duration::from_secs(2));
-                let servers = [
-                    (Kind::Coreloop, 1),
-                    (Kind::Coreloop, cpus),
-                    (Kind::Tokio, cpus),
-                    (Kind::Mio, cpus),
-                ];
-                for (kind, threads) in servers {
+                for (kind, threads) in servers::compared() {
                     let server = Running::start(kind, threads, any).expect("start the server");
                     let streams = client::connect_all(server.addr(), conns);
                     group.bench_function(BenchmarkId::new(kind.name(), threads), |b| {

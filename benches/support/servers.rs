@@ -66,6 +66,18 @@ impl Kind {
     }
 }
 
+/// The servers each criterion group compares: coreloop at 1 reactor and at
+/// CPU-count reactors, then tokio and raw mio with the same thread count.
+pub fn compared() -> [(Kind, usize); 4] {
+    let cpus = num_cpus::get();
+    [
+        (Kind::Coreloop, 1),
+        (Kind::Coreloop, cpus),
+        (Kind::Tokio, cpus),
+        (Kind::Mio, cpus),
+    ]
+}
+
 /// A running echo server of any kind.
 pub enum Running {
     Coreloop(Server),
