@@ -19,7 +19,9 @@
 //! | anything else     | `error unknown command`                                      |
 //!
 //! A line longer than 64 KiB closes the connection. At most 100 messages are stored
-//! per offline user; beyond that the oldest is dropped.
+//! per offline user; beyond that the oldest is dropped. A user who does not read
+//! what is relayed to them is disconnected once 4 MiB wait for them
+//! (`Builder::max_output`), so no client can make the server hold unbounded output.
 //!
 //! How it uses coreloop: who is online is one map shared by every reactor (name →
 //! `ConnId`); a relayed line goes to the receiver's connection with
@@ -233,6 +235,7 @@ fn main() -> ExitCode {
     let started = Server::builder()
         .reactors(reactors)
         .max_input(MAX_LINE + 1)
+        .max_output(4 * 1024 * 1024)
         .idle_timeout(Duration::from_secs(600))
         .bind(addr)
         .start(|_| Chat {

@@ -42,6 +42,10 @@ pub const DEFAULT_HIGH_WATERMARK: usize = 256 * 1024;
 /// Default output low watermark (64 KiB).
 pub const DEFAULT_LOW_WATERMARK: usize = 64 * 1024;
 
+/// Default limit on output queued for one connection (64 MiB): past it the
+/// connection is closed, since its peer is not reading.
+pub const DEFAULT_MAX_OUTPUT: usize = 64 * 1024 * 1024;
+
 /// Default limit on input a handler may leave unconsumed (1 MiB).
 pub const DEFAULT_MAX_INPUT: usize = 1024 * 1024;
 
@@ -85,6 +89,7 @@ pub(crate) struct Config {
     pub(crate) high_watermark: usize,
     pub(crate) low_watermark: usize,
     pub(crate) max_input: usize,
+    pub(crate) max_output: usize,
     pub(crate) accept_backoff: Duration,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) linger: Duration,
@@ -117,6 +122,7 @@ impl Default for Config {
             high_watermark: DEFAULT_HIGH_WATERMARK,
             low_watermark: DEFAULT_LOW_WATERMARK,
             max_input: DEFAULT_MAX_INPUT,
+            max_output: DEFAULT_MAX_OUTPUT,
             accept_backoff: DEFAULT_ACCEPT_BACKOFF,
             idle_timeout: None,
             linger: DEFAULT_LINGER,
@@ -172,6 +178,15 @@ impl Config {
         }
         if self.max_input == 0 {
             return refuse("max_input", "must be at least 1".into());
+        }
+        if self.max_output < self.high_watermark {
+            return refuse(
+                "max_output",
+                format!(
+                    "{} is below the high watermark ({})",
+                    self.max_output, self.high_watermark
+                ),
+            );
         }
         if self.accept_backoff < Duration::from_millis(1) || self.accept_backoff > Duration::from_secs(60) {
             return refuse(
@@ -368,6 +383,18 @@ impl Builder {
     /// [`DEFAULT_MAX_INPUT`].
     pub fn max_input(mut self, bytes: usize) -> Self {
         self.config.max_input = bytes;
+        self
+    }
+
+    /// The most output that may be queued for one connection (written by its
+    /// handler or sent with [`Handle::send`](crate::Handle::send) and not yet taken
+    /// by the socket). Past it the connection is closed with
+    /// [`CloseReason::OutputLimit`](crate::CloseReason::OutputLimit): the watermarks
+    /// stop a connection's own input from growing its queue, this bounds what
+    /// others send to a peer that does not read. Default [`DEFAULT_MAX_OUTPUT`]; at
+    /// least the high watermark.
+    pub fn max_output(mut self, bytes: usize) -> Self {
+        self.config.max_output = bytes;
         self
     }
 

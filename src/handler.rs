@@ -128,6 +128,9 @@ pub enum CloseReason {
     InputLimit,
     /// No traffic in either direction for the configured idle timeout.
     IdleTimeout,
+    /// More output was queued for the connection than the configured
+    /// `max_output`: its peer does not read what it is sent.
+    OutputLimit,
 }
 
 impl fmt::Display for CloseReason {
@@ -140,6 +143,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Shutdown => f.write_str("server shutdown"),
             CloseReason::InputLimit => f.write_str("unconsumed input over the limit"),
             CloseReason::IdleTimeout => f.write_str("idle timeout"),
+            CloseReason::OutputLimit => f.write_str("queued output over the limit"),
         }
     }
 }

@@ -98,6 +98,9 @@
 //!   stops reading a connection until its peer drains the queue;
 //! - **input**: a handler that leaves more than [`Builder::max_input`] unconsumed gets
 //!   the connection closed ([`CloseReason::InputLimit`]);
+//! - **output sent by others**: a connection with more than [`Builder::max_output`]
+//!   queued (its peer does not read what [`Handle::send`] pushes) is closed
+//!   ([`CloseReason::OutputLimit`]);
 //! - **time**: [`Builder::idle_timeout`] closes silent connections;
 //! - **descriptors**: when `accept` runs out of them it pauses for
 //!   [`Builder::accept_backoff`] instead of spinning.
@@ -168,7 +171,7 @@ mod timer;
 pub use builder::{
     Builder, DEFAULT_ACCEPT_BACKOFF, DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EVENTS, DEFAULT_HIGH_WATERMARK,
     DEFAULT_INBOX_CAPACITY, DEFAULT_LINGER, DEFAULT_LOW_WATERMARK, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_INPUT,
-    DEFAULT_READ_BUDGET, DEFAULT_READ_BUFFER, Distribution, MAX_REACTORS,
+    DEFAULT_MAX_OUTPUT, DEFAULT_READ_BUDGET, DEFAULT_READ_BUFFER, Distribution, MAX_REACTORS,
 };
 pub use context::{Context, Origin};
 pub use error::{Error, Result};

@@ -71,6 +71,7 @@ struct Limits {
     high_watermark: usize,
     low_watermark: usize,
     max_input: usize,
+    max_output: usize,
     linger: Duration,
 }
 
@@ -191,6 +192,7 @@ impl<H: Handler> Reactor<H> {
                 high_watermark: config.high_watermark,
                 low_watermark: config.low_watermark,
                 max_input: config.max_input,
+                max_output: config.max_output,
                 linger: config.linger,
             },
             events: config.events,
@@ -653,9 +655,22 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Stops reading a connection whose queued output passed the high watermark, so
-    /// a peer that sends without reading cannot grow our memory. Always `true`.
+    /// a peer that sends without reading cannot grow our memory; closes one whose
+    /// queue passed `max_output` (output that does not come from its own input —
+    /// `Handle::send`, a handler writing on its own — is not held back by pausing
+    /// reads). Returns whether the connection is still open.
     fn check_high_watermark(&mut self, key: usize) -> bool {
         let c = &mut self.conns[key];
+        if c.queued > self.limits.max_output {
+            log::debug!(
+                "coreloop: {} has {} bytes queued, over the limit of {}; closing",
+                ConnId::new(self.index, key, c.generation),
+                c.queued,
+                self.limits.max_output
+            );
+            self.close(key, CloseReason::OutputLimit);
+            return false;
+        }
         if c.queued > self.limits.high_watermark && !c.read_paused {
             c.read_paused = true;
             bump(&self.counters.pauses, 1);

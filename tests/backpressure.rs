@@ -104,3 +104,28 @@ fn never_reading_clients_do_not_grow_the_echo_servers_memory() {
     );
     drop(hostiles);
 }
+
+#[test]
+fn output_sent_to_a_peer_that_never_reads_is_bounded_by_max_output() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = Server::builder()
+        .reactors(1)
+        .write_watermarks(LOW, HIGH)
+        .max_output(1 << 20)
+        .bind(localhost())
+        .start(move |_| Recorder { tx: tx.clone() })
+        .unwrap();
+    let handle = server.handle();
+    let (_deaf, deaf_id) = open(server.local_addrs()[0], &rx);
+    let (bystander, _) = open(server.local_addrs()[0], &rx);
+    // Push far more than the socket buffers and the limit hold; the reads that
+    // pause at the high watermark cannot stop this, only the output limit can.
+    let chunk = bytes::Bytes::from(vec![1u8; 64 * 1024]);
+    let closed = (0..400).find_map(|_| {
+        let _ = handle.send(deaf_id, chunk.clone());
+        rx.try_recv().ok()
+    });
+    let closed = closed.unwrap_or_else(|| next(&rx));
+    assert_eq!(closed, Seen::Close(deaf_id, coreloop::CloseReason::OutputLimit));
+    assert_eq!(roundtrip(&bystander, b"unaffected"), b"unaffected");
+}

@@ -29,6 +29,7 @@ fn absurd_settings_are_refused_with_the_option_named() {
         ("inbox_capacity", Server::builder().inbox_capacity(0)),
         ("max_connections", Server::builder().max_connections(0)),
         ("max_input", Server::builder().max_input(0)),
+        ("max_output", Server::builder().max_output(1)),
         ("write_watermarks", Server::builder().write_watermarks(0, 0)),
         ("accept_backoff", Server::builder().accept_backoff(Duration::ZERO)),
         ("idle_timeout", Server::builder().idle_timeout(Duration::ZERO)),
