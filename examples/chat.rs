@@ -19,7 +19,9 @@
 //! | anything else     | `error unknown command`                                      |
 //!
 //! A line longer than 64 KiB closes the connection. At most 100 messages are stored
-//! per offline user; beyond that the oldest is dropped. A user who does not read
+//! per offline user, beyond that the oldest is dropped; messages wait for at most
+//! 10,000 offline users, beyond that `to` answers `error too many offline users`.
+//! A user who does not read
 //! what is relayed to them is disconnected once 4 MiB wait for them
 //! (`Builder::max_output`), so no client can make the server hold unbounded output.
 //!
@@ -43,6 +45,8 @@ use signal_hook::iterator::Signals;
 const MAX_LINE: usize = 64 * 1024;
 /// Messages stored per offline user; beyond this the oldest is dropped.
 const MAX_STORED: usize = 100;
+/// Offline users with stored messages; a message for one more is refused.
+const MAX_MAILBOXES: usize = 10_000;
 
 #[derive(Default)]
 struct Directory {
@@ -51,12 +55,17 @@ struct Directory {
 }
 
 impl Directory {
-    fn store(&mut self, to: &str, line: String) {
+    /// Stores `line` for `to`; `false` if that needs a mailbox over the limit.
+    fn store(&mut self, to: &str, line: String) -> bool {
+        if !self.stored.contains_key(to) && self.stored.len() >= MAX_MAILBOXES {
+            return false;
+        }
         let queue = self.stored.entry(to.to_string()).or_default();
         if queue.len() == MAX_STORED {
             queue.pop_front();
         }
         queue.push_back(line);
+        true
     }
 }
 
@@ -132,8 +141,11 @@ impl Chat {
                 return b"sent\n";
             }
         }
-        dir.store(to, line);
-        b"stored\n"
+        if dir.store(to, line) {
+            b"stored\n"
+        } else {
+            b"error too many offline users\n"
+        }
     }
 }
 

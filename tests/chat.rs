@@ -119,3 +119,18 @@ fn an_over_long_line_closes_the_connection() {
     let mut d = Client::new(&server);
     assert_eq!(d.ask("who"), "online");
 }
+
+#[test]
+fn offline_mailboxes_are_bounded_too() {
+    let server = example::start_example("chat", &["--addr", "127.0.0.1:0", "--reactors", "1"]);
+    let mut alice = Client::login(&server, "alice");
+    // 10,000 mailboxes fit; the 10,001st is refused. Pipelined: one write.
+    let burst: String = (0..10_001).map(|i| format!("to nobody{i} hi\n")).collect();
+    alice.writer.write_all(burst.as_bytes()).unwrap();
+    for i in 0..10_000 {
+        assert_eq!(alice.recv(), "stored", "message {i}");
+    }
+    assert_eq!(alice.recv(), "error too many offline users");
+    // An existing mailbox still takes messages.
+    assert_eq!(alice.ask("to nobody0 again"), "stored");
+}
