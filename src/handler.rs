@@ -66,6 +66,8 @@ pub trait Handler: Send + 'static {
     fn on_data(&mut self, conn: &mut Self::Conn, cx: &mut Context<'_>, input: &mut BytesMut);
 
     /// The peer shut down its sending side (end of stream); no more input will come.
+    /// Input the handler left unconsumed in `on_data` (an incomplete frame) is
+    /// discarded.
     ///
     /// The default closes the connection once queued output is written. A handler
     /// that wants to keep writing after the peer's end of stream (half-close)

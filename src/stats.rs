@@ -81,7 +81,8 @@ pub struct ReactorStats {
     /// watermark.
     pub pauses: u64,
     /// Commands (`send`, `message`, `close`) addressed to connections that had
-    /// already closed when the reactor took them; they were dropped.
+    /// already closed, or were closing, when the reactor took them; they were
+    /// dropped.
     pub stale: u64,
 }
 
