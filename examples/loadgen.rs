@@ -4,7 +4,7 @@
 //! cargo run --release --example loadgen -- echo --addr A [--conns C] [--inflight P]
 //!     [--size S] [--duration D] [--warmup W] [--count N]
 //! cargo run --release --example loadgen -- connrate --addr A [--clients K] [--duration D] [--warmup W]
-//! cargo run --release --example loadgen -- hold --addr A --conns N [--hold T]
+//! cargo run --release --example loadgen -- hold --addr A --conns N [--hold T] [--sources K]
 //! common: [--reactors R] [--server-pid PID] [--json]
 //! ```
 //!
@@ -14,7 +14,9 @@
 //!   p50/p99/p99.9 round-trip latency.
 //! - `connrate`: K clients each looping connect → one 64-byte echo → close.
 //!   Reports cycles/s and cycle latency.
-//! - `hold`: N connections, each verified with one echo, then held idle T seconds.
+//! - `hold`: N connections, each verified with one echo, then held idle T seconds;
+//!   with `--sources K` they come from K source addresses 127.0.0.1 … 127.0.0.K
+//!   (one address reaches one server port from about 28,000 ports at most).
 //!   With `--server-pid` reports the server's resident memory per connection.
 //!
 //! With `--server-pid PID` it also reports that process's CPU time per operation
@@ -51,6 +53,7 @@ struct Cfg {
     warmup: f64,
     count: Option<u64>,
     hold: f64,
+    sources: u8,
     server_pid: Option<u32>,
     json: bool,
 }
@@ -259,9 +262,14 @@ fn run(cfg: Cfg) -> Result<bool, String> {
     };
     // Connect in batches so the server's backlog is never overrun.
     for start in (0..conns).step_by(500) {
-        for _ in start..(start + 500).min(conns) {
+        for i in start..(start + 500).min(conns) {
             let tag = base.elapsed().as_nanos() as u64;
-            handle.connect(cfg.addr, tag).map_err(|e| e.to_string())?;
+            if cfg.sources > 1 {
+                let from = SocketAddr::from(([127, 0, 0, 1 + (i % cfg.sources as usize) as u8], 0));
+                handle.connect_from(from, cfg.addr, tag).map_err(|e| e.to_string())?;
+            } else {
+                handle.connect(cfg.addr, tag).map_err(|e| e.to_string())?;
+            }
         }
         if cfg.mode == Mode::Hold {
             let want = (start + 500).min(conns) as u64;
@@ -389,6 +397,7 @@ fn parse() -> Result<Cfg, String> {
         warmup: 1.0,
         count: None,
         hold: 1.0,
+        sources: 1,
         server_pid: None,
         json: false,
     };
@@ -408,13 +417,14 @@ fn parse() -> Result<Cfg, String> {
             Long("warmup") => cfg.warmup = num(&mut parser, "--warmup")?,
             Long("count") => cfg.count = Some(num(&mut parser, "--count")?),
             Long("hold") => cfg.hold = num(&mut parser, "--hold")?,
+            Long("sources") => cfg.sources = num(&mut parser, "--sources")?,
             Long("server-pid") => cfg.server_pid = Some(num(&mut parser, "--server-pid")?),
             Long("json") => cfg.json = true,
             other => return Err(other.unexpected().to_string()),
         }
     }
-    if cfg.size == 0 || cfg.inflight == 0 || cfg.reactors == 0 {
-        return Err("--size, --inflight and --reactors must be at least 1".into());
+    if cfg.size == 0 || cfg.inflight == 0 || cfg.reactors == 0 || cfg.sources == 0 || cfg.sources > 254 {
+        return Err("--size, --inflight, --reactors and --sources (up to 254) must be at least 1".into());
     }
     Ok(cfg)
 }

@@ -84,11 +84,11 @@ for kind in coreloop tokio; do
   echo "{\"server\":\"$kind\",\"result\":$line}" >>"$OUT/memory.jsonl"
 done
 
-echo "== one port: 19500 connections from two loadgen processes" >&2
+echo "== one port: 19500 connections from two loadgen processes and 4 source addresses" >&2
 start_server coreloop
-"$BIN/loadgen" hold --conns 9750 --hold 5 --addr "$SADDR" --json >"$OUT/hold1.json" &
+"$BIN/loadgen" hold --conns 9750 --hold 5 --sources 4 --addr "$SADDR" --json >"$OUT/hold1.json" &
 H1=$!
-"$BIN/loadgen" hold --conns 9750 --hold 5 --addr "$SADDR" --json >"$OUT/hold2.json" &
+"$BIN/loadgen" hold --conns 9750 --hold 5 --sources 4 --addr "$SADDR" --json >"$OUT/hold2.json" &
 H2=$!
 # Sample once every connection is established (both loadgens hold for 5 s).
 PORT=${SADDR##*:}

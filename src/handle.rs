@@ -6,6 +6,7 @@
 
 use std::any::{Any, TypeId};
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -165,13 +166,18 @@ impl Handle {
     /// [`Error::InboxFull`] or [`Error::ShutDown`] if no reactor could take the
     /// command. Connection failures are not errors here: they reach the handler.
     pub fn connect(&self, to: impl Into<Endpoint>, tag: u64) -> Result<()> {
+        let reactor = self.next_connect_reactor()?;
+        self.connect_on(reactor, to, tag)
+    }
+
+    /// Round-robin over running reactors, for outbound connections.
+    fn next_connect_reactor(&self) -> Result<usize> {
         let n = self.shared.reactors.len();
         let start = self.shared.next_connect.fetch_add(1, Ordering::Relaxed);
-        let reactor = (0..n)
+        (0..n)
             .map(|i| (start + i) % n)
             .find(|&r| !self.shared.reactors[r].is_closed())
-            .ok_or(Error::ShutDown)?;
-        self.connect_on(reactor, to, tag)
+            .ok_or(Error::ShutDown)
     }
 
     /// Like [`connect`](Self::connect), on the given reactor (for locality: a proxy
@@ -181,7 +187,30 @@ impl Handle {
     ///
     /// [`Error::NoReactor`], [`Error::InboxFull`], [`Error::ShutDown`].
     pub fn connect_on(&self, reactor: usize, to: impl Into<Endpoint>, tag: u64) -> Result<()> {
-        self.command(reactor, Command::Connect { to: to.into(), tag })
+        let (to, from) = (to.into(), None);
+        self.command(reactor, Command::Connect { to, from, tag })
+    }
+
+    /// Like [`connect`](Self::connect), from the local address `from` (bound before
+    /// connecting; port 0 lets the OS pick the port). Spreading connections over
+    /// several source addresses lifts the one-address limit of about 28,000
+    /// ephemeral ports per destination.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect); a failed bind of `from` reaches
+    /// [`Handler::on_connect_error`](crate::Handler::on_connect_error).
+    pub fn connect_from(&self, from: SocketAddr, to: SocketAddr, tag: u64) -> Result<()> {
+        let reactor = self.next_connect_reactor()?;
+        let to = Endpoint::Tcp(to);
+        self.command(
+            reactor,
+            Command::Connect {
+                to,
+                from: Some(from),
+                tag,
+            },
+        )
     }
 
     fn boxed<M: Send + 'static>(&self, msg: M) -> Result<Box<dyn Any + Send>> {

@@ -293,15 +293,34 @@ impl Source for Listener {
 impl Stream {
     /// Starts a nonblocking connect. TCP connects complete later (the socket turns
     /// writable); Unix ones usually complete or fail at once.
-    pub(crate) fn connect(to: &Endpoint, nodelay: bool) -> io::Result<(Stream, PeerAddr)> {
+    /// With `from`, a TCP connect first binds that local address (a source
+    /// address of the caller's choice).
+    pub(crate) fn connect(to: &Endpoint, from: Option<SocketAddr>, nodelay: bool) -> io::Result<(Stream, PeerAddr)> {
         match to {
             Endpoint::Tcp(addr) => {
-                let s = mio::net::TcpStream::connect(*addr)?;
+                let s = match from {
+                    None => mio::net::TcpStream::connect(*addr)?,
+                    Some(local) => {
+                        let socket = Socket::new(Domain::for_address(*addr), Type::STREAM, None)?;
+                        socket.bind(&local.into())?;
+                        socket.set_nonblocking(true)?;
+                        match socket.connect(&(*addr).into()) {
+                            Ok(()) => {}
+                            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+                            Err(e) => return Err(e),
+                        }
+                        mio::net::TcpStream::from_std(socket.into())
+                    }
+                };
                 if nodelay {
                     s.set_nodelay(true)?;
                 }
                 Ok((Stream::Tcp(s), PeerAddr::Tcp(*addr)))
             }
+            Endpoint::Unix(_) if from.is_some() => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a source address applies to TCP connections only",
+            )),
             Endpoint::Unix(path) => {
                 let s = mio::net::UnixStream::connect(path)?;
                 Ok((Stream::Unix(s), PeerAddr::Unix(Some(path.clone()))))

@@ -12,6 +12,7 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::io;
 use std::mem;
+use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,7 +50,11 @@ pub(crate) enum Command {
     /// Run `on_reactor_message`.
     ReactorMessage(Box<dyn Any + Send>),
     /// Open an outbound connection.
-    Connect { to: Endpoint, tag: u64 },
+    Connect {
+        to: Endpoint,
+        from: Option<SocketAddr>,
+        tag: u64,
+    },
     /// Close a connection gracefully, if `id` still names it.
     Close(ConnId),
     /// Notify handlers, flush, close every connection by `deadline`, then exit.
@@ -827,7 +832,7 @@ impl<H: Handler> Reactor<H> {
                         log::warn!("coreloop: handler panicked in on_reactor_message on reactor {index}");
                     }
                 }
-                Command::Connect { to, tag } => self.start_connect(to, tag),
+                Command::Connect { to, from, tag } => self.start_connect(to, from, tag),
                 Command::Shutdown { deadline } => self.begin_shutdown(deadline),
             }
         }
@@ -899,13 +904,13 @@ impl<H: Handler> Reactor<H> {
 
     /// Starts a nonblocking connect; the socket waits in the pending range until
     /// it turns writable (connected or failed) or the connect timeout passes.
-    fn start_connect(&mut self, to: Endpoint, tag: u64) {
+    fn start_connect(&mut self, to: Endpoint, from: Option<SocketAddr>, tag: u64) {
         if self.deadline.is_some() {
             let e = io::Error::new(io::ErrorKind::ConnectionAborted, "the server is shutting down");
             return self.connect_failed(tag, &to, e);
         }
         // syscall: socket + connect (nonblocking)
-        let (mut stream, peer) = match Stream::connect(&to, self.nodelay) {
+        let (mut stream, peer) = match Stream::connect(&to, from, self.nodelay) {
             Ok(s) => s,
             Err(e) => return self.connect_failed(tag, &to, e),
         };

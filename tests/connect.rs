@@ -235,3 +235,27 @@ fn a_handler_connects_from_its_own_reactor() {
     assert_eq!(origin, Origin::Connected { tag: 42 });
     assert_eq!(dialed_on, accepted_on, "Context::connect stays on the caller's reactor");
 }
+
+#[test]
+fn connect_from_binds_the_chosen_source_address() {
+    let upstream = TcpListener::bind(localhost()).unwrap();
+    let addr = upstream.local_addr().unwrap();
+    let (engine, rx) = client(DEADLINE);
+    let source = SocketAddr::from(([127, 0, 0, 3], 0));
+    engine.handle().connect_from(source, addr, 11).unwrap();
+    let (_peer, seen_from) = upstream.accept().unwrap();
+    assert_eq!(
+        seen_from.ip(),
+        source.ip(),
+        "the upstream sees the chosen source address"
+    );
+    assert!(matches!(event(&rx), Ev::Open(Origin::Connected { tag: 11 }, _)));
+
+    // A source address that is not local fails at bind, and the handler hears of it.
+    let foreign = SocketAddr::from(([192, 0, 2, 1], 0)); // TEST-NET-1: never assigned here
+    engine.handle().connect_from(foreign, addr, 12).unwrap();
+    match event(&rx) {
+        Ev::Failed(12, _, ErrorKind::AddrNotAvailable) => {}
+        other => panic!("expected a bind failure, got {other:?}"),
+    }
+}
