@@ -762,6 +762,29 @@ impl<H: Handler> Reactor<H> {
         }
         // syscall: close(2), as `stream` drops here
         drop(stream);
+        self.compact_timers();
+    }
+
+    /// Timer entries of closed connections are skipped when they fall due; compact
+    /// them once they outnumber the live ones, so the bookkeeping is bounded by
+    /// the open connections, not by connection rate × timeout. Amortized O(1) per
+    /// close.
+    fn compact_timers(&mut self) {
+        let live = self.conns.len();
+        let conns = &self.conns;
+        let current = |&(key, generation): &(usize, u64)| conns.get(key).is_some_and(|c| c.generation == generation);
+        if let Some(idle) = &mut self.idle
+            && idle.wheel.len() > 2 * live + 64
+        {
+            idle.wheel.retain(current);
+        }
+        if self.lingering.len() > 2 * live + 64 {
+            self.lingering.retain(|&(_, key, generation)| {
+                conns
+                    .get(key)
+                    .is_some_and(|c| c.generation == generation && c.lingering)
+            });
+        }
     }
 
     fn close_all(&mut self, reason: CloseReason) {
@@ -966,6 +989,13 @@ impl<H: Handler> Reactor<H> {
                 let p = self.pending.remove(key);
                 self.connect_failed(p.tag, &p.to, io::ErrorKind::TimedOut.into());
             }
+        }
+        // Connects that completed leave their deadline behind: drop those once they
+        // outnumber the pending ones.
+        if self.connect_deadlines.len() > 2 * self.pending.len() + 64 {
+            let pending = &self.pending;
+            self.connect_deadlines
+                .retain(|&(_, key, serial)| pending.get(key).is_some_and(|p| p.serial == serial));
         }
     }
 

@@ -38,6 +38,18 @@ impl<T> TimerWheel<T> {
         self.len += 1;
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Keeps only the entries for which `keep` holds (drops dead ones early).
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        for slot in self.slots.iter_mut() {
+            slot.retain(|(_, item)| keep(item));
+        }
+        self.len = self.slots.iter().map(Vec::len).sum();
+    }
+
     /// Moves every entry due at or before `now` into `expired`. Visits each slot at
     /// most once, however far `now` has moved.
     pub(crate) fn advance(&mut self, now: u64, expired: &mut Vec<T>) {
@@ -97,6 +109,17 @@ mod tests {
         assert_eq!(advance(&mut w, 6), [2]);
         // A jump far past many turns visits each slot once and finds what is due.
         assert_eq!(advance(&mut w, 100), [3]);
+    }
+
+    #[test]
+    fn retain_drops_entries_before_they_are_due() {
+        let mut w = TimerWheel::new(4);
+        for i in 0..10 {
+            w.insert(1 + i as u64, i);
+        }
+        w.retain(|&i| i % 2 == 0);
+        assert_eq!(w.len(), 5);
+        assert_eq!(advance(&mut w, 20), [0, 2, 4, 6, 8]);
     }
 
     #[test]

@@ -291,3 +291,19 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Asserts that nothing arrives on `stream` for a short window (a client waiting
+/// in the backlog over the connection cap), then restores the normal timeout.
+pub fn assert_no_reply_yet(stream: &mut TcpStream) {
+    stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let mut buf = [0u8; 1];
+    let err = stream.read_exact(&mut buf).expect_err("no reply may come yet");
+    assert!(
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{err:?}"
+    );
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+}
