@@ -5,6 +5,8 @@
 //! ```text
 //! cargo run --release --example echo -- [--addr 127.0.0.1:7878] [--unix PATH]
 //!     [--listen-fds] [--reactors N] [--max-conns N] [--idle-timeout SECS] [--grace SECS]
+//!     [--distribution round-robin|least-conn|reuseport] [--backlog N] [--pin-cores]
+//!     [--stats-interval SECS] [--log LEVEL]
 //! ```
 //!
 //! Once listening it prints `listening on ADDR with N reactors` on stdout (several
@@ -15,7 +17,10 @@
 //!
 //! It is safe to expose as it is: connections are capped, idle ones time out, and
 //! the library's back-pressure and input limits are on. Warnings (such as accept
-//! back-off when descriptors run out) go to stderr; `RUST_LOG` sets the level.
+//! back-off when descriptors run out) go to stderr; `--log LEVEL` or `RUST_LOG` sets
+//! the level (`trace` logs every connection's open and close). With
+//! `--stats-interval SECS` it prints the per-reactor stats table to stderr every
+//! SECS seconds.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -23,13 +28,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use coreloop::{Context, Handler, Server};
+use std::sync::mpsc::RecvTimeoutError;
+
+use coreloop::{Context, Distribution, Handler, Server};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 const USAGE: &str = "\
 usage: echo [--addr ADDR] [--unix PATH] [--listen-fds] [--reactors N] [--max-conns N]
-            [--idle-timeout SECS] [--grace SECS]
+            [--idle-timeout SECS] [--grace SECS] [--distribution STRATEGY] [--backlog N]
+            [--pin-cores] [--stats-interval SECS] [--log LEVEL]
 
 Options:
   --addr ADDR          TCP address to listen on (default 127.0.0.1:7878 unless --unix or
@@ -40,9 +48,19 @@ Options:
   --max-conns N        most connections open at once; more wait in the backlog (default 10000)
   --idle-timeout SECS  close connections idle this long, 0 = never (default 60)
   --grace SECS         on SIGINT/SIGTERM, flush queued output this long at most (default 5)
+  --distribution STRATEGY
+                       how connections are spread over reactors: round-robin (default),
+                       least-conn, or reuseport (one SO_REUSEPORT listener per reactor;
+                       TCP --addr only)
+  --backlog N          listen backlog (default 1024, capped by net.core.somaxconn)
+  --pin-cores          pin reactor i to CPU i (reactors beyond the CPU count run unpinned)
+  --stats-interval SECS
+                       print the per-reactor stats table to stderr every SECS seconds
+  --log LEVEL          log level: off, error, warn, info, debug, trace (default warn;
+                       overrides RUST_LOG)
   -h, --help           print this help
 
-Environment: RUST_LOG sets the log level (default warn).";
+Environment: RUST_LOG sets the log level when --log is not given.";
 
 struct Echo;
 
@@ -66,6 +84,23 @@ struct Args {
     max_conns: usize,
     idle_timeout: u64,
     grace: u64,
+    distribution: Distribution,
+    backlog: u32,
+    pin_cores: bool,
+    stats_interval: Option<Duration>,
+    log: Option<log::LevelFilter>,
+}
+
+fn distribution(parser: &mut lexopt::Parser) -> Result<Distribution, String> {
+    let v = parser.value().map_err(|e| e.to_string())?;
+    match v.to_string_lossy().as_ref() {
+        "round-robin" => Ok(Distribution::RoundRobin),
+        "least-conn" => Ok(Distribution::LeastConnections),
+        "reuseport" => Ok(Distribution::ReusePort),
+        other => Err(format!(
+            "invalid strategy '{other}' for --distribution (round-robin, least-conn or reuseport)"
+        )),
+    }
 }
 
 /// Parses an option's value, naming the option in the error.
@@ -85,6 +120,11 @@ fn parse_args() -> Result<Option<Args>, String> {
         max_conns: 10_000,
         idle_timeout: 60,
         grace: 5,
+        distribution: Distribution::RoundRobin,
+        backlog: coreloop::DEFAULT_BACKLOG,
+        pin_cores: false,
+        stats_interval: None,
+        log: None,
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
@@ -96,6 +136,19 @@ fn parse_args() -> Result<Option<Args>, String> {
             Long("max-conns") => args.max_conns = value(&mut parser, "--max-conns", "number")?,
             Long("idle-timeout") => args.idle_timeout = value(&mut parser, "--idle-timeout", "number of seconds")?,
             Long("grace") => args.grace = value(&mut parser, "--grace", "number of seconds")?,
+            Long("distribution") => args.distribution = distribution(&mut parser)?,
+            Long("backlog") => args.backlog = value(&mut parser, "--backlog", "number")?,
+            Long("pin-cores") => args.pin_cores = true,
+            Long("stats-interval") => {
+                let secs: f64 = value(&mut parser, "--stats-interval", "number of seconds")?;
+                if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+                    return Err(format!(
+                        "--stats-interval must be more than 0 and at most 86400, not {secs}"
+                    ));
+                }
+                args.stats_interval = Some(Duration::from_secs_f64(secs));
+            }
+            Long("log") => args.log = Some(value(&mut parser, "--log", "level")?),
             Short('h') | Long("help") => return Ok(None),
             other => return Err(other.unexpected().to_string()),
         }
@@ -130,7 +183,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
+    if let Some(level) = args.log {
+        logger.filter_level(level);
+    }
+    logger.init();
     // Register the signals before listening, so a signal right after the banner is
     // never lost.
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
@@ -144,7 +201,10 @@ fn main() -> ExitCode {
     let mut builder = Server::builder()
         .reactors(args.reactors)
         .max_connections(args.max_conns)
-        .idle_timeout(idle);
+        .idle_timeout(idle)
+        .distribution(args.distribution)
+        .backlog(args.backlog)
+        .pin_cores(args.pin_cores);
     if let Some(addr) = args.addr {
         builder = builder.bind(addr);
     }
@@ -175,12 +235,28 @@ fn main() -> ExitCode {
 
     let handle = server.handle();
     let grace = Duration::from_secs(args.grace);
+    let stats_handle = handle.clone();
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
             handle.shutdown(grace);
         }
     });
-    match server.join() {
+    // The stats printer ends once the server has stopped (`stop` dropped), before
+    // the exit lines are printed.
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let printer = args.stats_interval.map(|every| {
+        std::thread::spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                eprint!("{}", stats_handle.stats());
+            }
+        })
+    });
+    let joined = server.join();
+    drop(stop);
+    if let Some(printer) = printer {
+        let _ = printer.join();
+    }
+    match joined {
         Ok(report) => {
             for r in &report.reactors {
                 eprintln!(

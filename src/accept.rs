@@ -92,7 +92,7 @@ impl AcceptLoop {
                     return;
                 }
                 // syscall: accept4, one per connection, until WouldBlock
-                match self.listeners[i].accept(self.opts) {
+                match self.listeners[i].accept(&self.opts) {
                     Ok((stream, peer)) => {
                         handle.shared().live.fetch_add(1, Ordering::SeqCst);
                         take(stream, peer);
@@ -101,6 +101,7 @@ impl AcceptLoop {
                         AcceptError::Drained => self.pending[i] = false,
                         AcceptError::Skip => log::debug!("coreloop: accept skipped a failed connection: {e}"),
                         AcceptError::BackOff => {
+                            handle.shared().accept_backoffs.fetch_add(1, Ordering::Relaxed);
                             self.log_rate_limited(&e);
                             self.paused_until = Some(Instant::now() + self.backoff);
                             return;

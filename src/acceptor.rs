@@ -1,14 +1,17 @@
 //! The acceptor: one thread that owns every listener, accepts in batches (through
-//! [`AcceptLoop`]) and hands each connection to a reactor, round-robin over the
-//! reactors still running. It never reads or writes connection data.
+//! [`AcceptLoop`]) and hands each connection to a reactor still running —
+//! round-robin, or the one with the fewest connections. It never reads or writes
+//! connection data.
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use mio::{Events, Interest, Poll, Token};
 
 use crate::accept::AcceptLoop;
+use crate::builder::Distribution;
 use crate::handle::Handle;
 use crate::inbox::Inbox;
 use crate::reactor::Command;
@@ -30,19 +33,38 @@ pub(crate) struct Acceptor {
     handle: Handle,
     /// Accepted connections per reactor, handed over once per batch.
     batches: Vec<Vec<Command>>,
-    next: usize,
+    pick: Pick,
+}
+
+/// How the next reactor is chosen.
+enum Pick {
+    /// The position of the round-robin cycle.
+    RoundRobin(usize),
+    /// Connections handed to each reactor so far: with the reactor's count of
+    /// those it has taken on, the ones still in flight to it.
+    LeastConnections(Vec<u64>),
 }
 
 impl Acceptor {
-    pub(crate) fn new(poll: Poll, accept: AcceptLoop, inbox: Arc<Inbox<AcceptorCommand>>, handle: Handle) -> Self {
+    pub(crate) fn new(
+        poll: Poll,
+        accept: AcceptLoop,
+        inbox: Arc<Inbox<AcceptorCommand>>,
+        handle: Handle,
+        distribution: Distribution,
+    ) -> Self {
         let reactors = handle.reactors();
+        let pick = match distribution {
+            Distribution::LeastConnections => Pick::LeastConnections(vec![0; reactors]),
+            _ => Pick::RoundRobin(0),
+        };
         Self {
             poll,
             accept,
             inbox,
             handle,
             batches: (0..reactors).map(|_| Vec::new()).collect(),
-            next: 0,
+            pick,
         }
     }
 
@@ -87,8 +109,8 @@ impl Acceptor {
                     self.accept.mark(ev.token().0);
                 }
             }
-            let (handle, batches, next) = (&self.handle, &mut self.batches, &mut self.next);
-            self.accept.accept(handle, |stream, peer| match pick(handle, next) {
+            let (handle, batches, pick) = (&self.handle, &mut self.batches, &mut self.pick);
+            self.accept.accept(handle, |stream, peer| match pick.next(handle) {
                 Some(r) => batches[r].push(Command::Open(stream, peer)),
                 // No reactor is left: drop it (closing the socket).
                 None => handle.connection_closed(),
@@ -121,15 +143,38 @@ impl Acceptor {
     }
 }
 
-/// Round-robin over reactors that are still running.
-fn pick(handle: &Handle, next: &mut usize) -> Option<usize> {
-    let reactors = &handle.shared().reactors;
-    for _ in 0..reactors.len() {
-        let r = *next;
-        *next = (*next + 1) % reactors.len();
-        if !reactors[r].is_closed() {
-            return Some(r);
+impl Pick {
+    /// The reactor for the next connection, among those still running; counts
+    /// the connection as handed to it.
+    fn next(&mut self, handle: &Handle) -> Option<usize> {
+        let shared = handle.shared();
+        let reactors = &shared.reactors;
+        match self {
+            Pick::RoundRobin(next) => {
+                for _ in 0..reactors.len() {
+                    let r = *next;
+                    *next = (*next + 1) % reactors.len();
+                    if !reactors[r].is_closed() {
+                        return Some(r);
+                    }
+                }
+                None
+            }
+            Pick::LeastConnections(handed) => {
+                // Open connections plus those handed over and not yet taken on
+                // (in this batch, or in an earlier one the reactor has not run
+                // yet); the lowest index wins a tie. Relaxed loads: a count a
+                // moment old only makes the choice a moment old.
+                let r = (0..reactors.len())
+                    .filter(|&r| !reactors[r].is_closed())
+                    .min_by_key(|&r| {
+                        let c = &shared.counters[r];
+                        let taken = c.handed_over.load(Ordering::Relaxed);
+                        c.active.load(Ordering::Relaxed) + handed[r].saturating_sub(taken)
+                    })?;
+                handed[r] += 1;
+                Some(r)
+            }
         }
     }
-    None
 }

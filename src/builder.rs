@@ -5,8 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use socket2::TcpKeepalive;
+
 use crate::error::{Error, Result};
 use crate::handler::Handler;
+use crate::net::{ListenOptions, SocketOptions};
 use crate::server::Server;
 
 /// Default listen backlog: the argument to `listen()`. Large enough to absorb a burst
@@ -59,6 +62,12 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default pause after `accept` fails for lack of descriptors or memory (250 ms).
 pub const DEFAULT_ACCEPT_BACKOFF: Duration = Duration::from_millis(250);
 
+/// The largest socket buffer size accepted by
+/// [`send_buffer_size`](Builder::send_buffer_size) and
+/// [`recv_buffer_size`](Builder::recv_buffer_size) (1 GiB); the kernel caps it
+/// further (`net.core.wmem_max`, `net.core.rmem_max`).
+pub const MAX_SOCKET_BUFFER: usize = 1 << 30;
+
 /// How accepted connections are spread over the reactors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -68,6 +77,11 @@ pub enum Distribution {
     /// connection count.
     #[default]
     RoundRobin,
+    /// One acceptor thread hands each connection to the running reactor with the
+    /// fewest open connections (read from the reactors' counters, without a lock,
+    /// counting connections handed over and not yet taken on). Fills a reactor
+    /// emptied by closes first; suits connections of very different lifetimes.
+    LeastConnections,
     /// No acceptor thread: every reactor opens its own `SO_REUSEPORT` listener on
     /// each bind address and accepts for itself; the kernel spreads connections by
     /// hashing. Saves the hand-off (a wake and a context switch per accept batch);
@@ -95,6 +109,10 @@ pub(crate) struct Config {
     pub(crate) linger: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) distribution: Distribution,
+    pub(crate) send_buffer: Option<usize>,
+    pub(crate) recv_buffer: Option<usize>,
+    pub(crate) keepalive: Option<TcpKeepalive>,
+    pub(crate) pin_cores: bool,
 }
 
 /// A listener to open (or adopt) at start.
@@ -128,11 +146,34 @@ impl Default for Config {
             linger: DEFAULT_LINGER,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             distribution: Distribution::RoundRobin,
+            send_buffer: None,
+            recv_buffer: None,
+            keepalive: None,
+            pin_cores: false,
         }
     }
 }
 
 impl Config {
+    /// The options every TCP connection gets.
+    pub(crate) fn socket_options(&self) -> SocketOptions {
+        SocketOptions {
+            nodelay: self.nodelay,
+            send_buffer: self.send_buffer,
+            recv_buffer: self.recv_buffer,
+            keepalive: self.keepalive.clone(),
+        }
+    }
+
+    /// The options listeners are opened with.
+    pub(crate) fn listen_options(&self) -> ListenOptions {
+        ListenOptions {
+            backlog: self.backlog,
+            reuse_port: self.distribution == Distribution::ReusePort,
+            socket: self.socket_options(),
+        }
+    }
+
     /// Refuses every invalid setting, naming the option. Runs before any socket is
     /// opened or thread spawned.
     pub(crate) fn validate(&self) -> Result<()> {
@@ -202,6 +243,16 @@ impl Config {
         }
         if self.linger > Duration::from_secs(60) {
             return refuse("linger", format!("{:?} is more than 60 s", self.linger));
+        }
+        for (option, size) in [
+            ("send_buffer_size", self.send_buffer),
+            ("recv_buffer_size", self.recv_buffer),
+        ] {
+            if let Some(n) = size
+                && !(1..=MAX_SOCKET_BUFFER).contains(&n)
+            {
+                return refuse(option, format!("{n} is outside 1..={MAX_SOCKET_BUFFER}"));
+            }
         }
         if self.idle_timeout.is_some_and(|t| t < Duration::from_millis(1)) {
             return refuse(
@@ -322,16 +373,75 @@ impl Builder {
         self
     }
 
-    /// The listen backlog (the argument to `listen()`). Default [`DEFAULT_BACKLOG`].
+    /// The listen backlog (the argument to `listen()`): how many connections the
+    /// kernel completes and queues while the acceptor is busy or paused at the
+    /// connection cap; past it new connects wait (their SYN is dropped and
+    /// retried). Default [`DEFAULT_BACKLOG`]; the kernel caps it at
+    /// `net.core.somaxconn`. Listeners passed in already listening keep theirs.
     pub fn backlog(mut self, backlog: u32) -> Self {
         self.config.backlog = backlog;
         self
     }
 
-    /// Whether accepted TCP connections get `TCP_NODELAY` (Nagle's algorithm off).
+    /// Whether TCP connections get `TCP_NODELAY` (Nagle's algorithm off).
     /// Default `true`: a server answering requests should not hold small replies back.
+    ///
+    /// Like every connection option, it is set on the listener, which accepted
+    /// sockets inherit on Linux (no `setsockopt` per accepted connection), and on
+    /// each outbound socket. `SO_REUSEADDR` is always set on listeners coreloop
+    /// opens.
     pub fn nodelay(mut self, on: bool) -> Self {
         self.config.nodelay = on;
+        self
+    }
+
+    /// The kernel send buffer size (`SO_SNDBUF`) of TCP connections. Default: the
+    /// kernel's, which grows it on demand (`net.ipv4.tcp_wmem`); setting it fixes
+    /// it. Linux doubles the value for its bookkeeping and caps it at
+    /// `net.core.wmem_max`. 1 byte to [`MAX_SOCKET_BUFFER`].
+    pub fn send_buffer_size(mut self, bytes: usize) -> Self {
+        self.config.send_buffer = Some(bytes);
+        self
+    }
+
+    /// The kernel receive buffer size (`SO_RCVBUF`) of TCP connections; set
+    /// before `listen`/`connect`, so it also sizes the window scale. Default: the
+    /// kernel's (auto-tuned, `net.ipv4.tcp_rmem`). Linux doubles the value and caps
+    /// it at `net.core.rmem_max`. 1 byte to [`MAX_SOCKET_BUFFER`].
+    pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
+        self.config.recv_buffer = Some(bytes);
+        self
+    }
+
+    /// TCP keepalive for connections (`SO_KEEPALIVE`, with the idle time, probe
+    /// interval and probe count of `keepalive`): finds peers that vanished without
+    /// a FIN on connections that are otherwise quiet. Off by default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use coreloop::{Server, TcpKeepalive};
+    /// let builder = Server::builder().keepalive(
+    ///     TcpKeepalive::new()
+    ///         .with_time(Duration::from_secs(60))
+    ///         .with_interval(Duration::from_secs(10))
+    ///         .with_retries(5),
+    /// );
+    /// ```
+    pub fn keepalive(mut self, keepalive: TcpKeepalive) -> Self {
+        self.config.keepalive = Some(keepalive);
+        self
+    }
+
+    /// Pins reactor *i* to the *i*-th CPU this process may run on (through the
+    /// `core_affinity` crate), so a reactor keeps its caches and never migrates.
+    /// With more reactors than CPUs, the reactors past the last CPU run unpinned
+    /// and a warning is logged; the server starts all the same. Off by default:
+    /// pinning helps on a machine dedicated to the server and hurts when other
+    /// busy processes share the cores.
+    pub fn pin_cores(mut self, on: bool) -> Self {
+        self.config.pin_cores = on;
         self
     }
 

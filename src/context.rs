@@ -10,7 +10,7 @@ use bytes::Bytes;
 use crate::error::Result;
 use crate::handle::Handle;
 use crate::id::ConnId;
-use crate::net::{Endpoint, PeerAddr};
+use crate::net::{Endpoint, PeerAddr, Stream};
 use crate::outbuf::OutBuf;
 
 /// What a handler callback can see and do for the connection it is called for.
@@ -19,6 +19,7 @@ pub struct Context<'a> {
     id: ConnId,
     origin: Origin,
     peer: &'a PeerAddr,
+    socket: &'a Stream,
     out: &'a mut OutBuf,
     handle: &'a Handle,
     live: bool,
@@ -31,6 +32,7 @@ impl<'a> Context<'a> {
         id: ConnId,
         origin: Origin,
         peer: &'a PeerAddr,
+        socket: &'a Stream,
         out: &'a mut OutBuf,
         handle: &'a Handle,
         live: bool,
@@ -39,6 +41,7 @@ impl<'a> Context<'a> {
             id,
             origin,
             peer,
+            socket,
             out,
             handle,
             live,
@@ -65,6 +68,18 @@ impl<'a> Context<'a> {
     /// The address of the connection's peer.
     pub fn peer_addr(&self) -> &PeerAddr {
         self.peer
+    }
+
+    /// The connection's socket, to read or set a socket option through `socket2`
+    /// (for example `cx.socket().recv_buffer_size()`, or `tcp_user_timeout` for one
+    /// connection). In [`Handler::on_close`](crate::Handler::on_close) the descriptor
+    /// is still open (it closes right after), so options and `TCP_INFO` can be read
+    /// there.
+    ///
+    /// Reading or writing data through it would bypass the reactor's buffers and
+    /// break the connection's framing; use [`write`](Self::write) instead.
+    pub fn socket(&self) -> socket2::SockRef<'_> {
+        socket2::SockRef::from(self.socket)
     }
 
     /// Queues `data` to be written after the callback returns (copied into the

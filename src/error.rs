@@ -30,6 +30,18 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A socket option could not be set on a listener (or on the listener a
+    /// connection would inherit it from).
+    #[error("failed to set {option} on {addr}")]
+    SocketOption {
+        /// The option, as the operating system names it, e.g. `"SO_RCVBUF"`.
+        option: &'static str,
+        /// The listener's endpoint.
+        addr: Endpoint,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
     /// A resource the server needs at start-up could not be created.
     #[error("failed to create {what}")]
     Setup {

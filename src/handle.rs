@@ -8,7 +8,7 @@ use std::any::{Any, TypeId};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -62,6 +62,8 @@ pub(crate) struct Shared {
     pub(crate) shutting_down: AtomicBool,
     /// The handler's `Message` type, checked when a message is sent.
     pub(crate) message_type: (TypeId, &'static str),
+    /// Accept back-offs (out of descriptors or memory), by any accepting thread.
+    pub(crate) accept_backoffs: AtomicU64,
     /// Round-robin position for `connect`.
     pub(crate) next_connect: AtomicUsize,
 }
@@ -259,7 +261,34 @@ impl Handle {
         self.to_conn(id, Command::Close(id))
     }
 
-    /// A snapshot of every reactor's counters.
+    /// A snapshot of every reactor's counters and the acceptor's back-offs;
+    /// [`Stats::total`] sums the reactors, and `Display` prints a table.
+    ///
+    /// Reads atomics only: cheap enough to call every second from a monitoring
+    /// thread, and it never stops a reactor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use coreloop::{Context, Handler, Server};
+    /// # use bytes::BytesMut;
+    /// # struct Nop;
+    /// # impl Handler for Nop {
+    /// #     type Conn = ();
+    /// #     type Message = ();
+    /// #     fn on_open(&mut self, _: &mut Context<'_>) {}
+    /// #     fn on_data(&mut self, _: &mut (), _: &mut Context<'_>, _: &mut BytesMut) {}
+    /// # }
+    /// # fn main() -> coreloop::Result<()> {
+    /// let server = Server::builder().reactors(2).bind(([127, 0, 0, 1], 0)).start(|_| Nop)?;
+    /// let stats = server.handle().stats();
+    /// assert_eq!(stats.reactors.len(), 2);
+    /// assert_eq!(stats.total().active, 0);
+    /// eprint!("{stats}"); // one row per reactor, a total row, the accept back-offs
+    /// # server.shutdown(std::time::Duration::from_secs(1))?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn stats(&self) -> Stats {
         Stats {
             reactors: self
@@ -269,6 +298,7 @@ impl Handle {
                 .enumerate()
                 .map(|(i, c)| c.snapshot(i))
                 .collect(),
+            accept_backoffs: self.shared.accept_backoffs.load(Ordering::Relaxed),
         }
     }
 

@@ -171,7 +171,7 @@ mod timer;
 pub use builder::{
     Builder, DEFAULT_ACCEPT_BACKOFF, DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EVENTS, DEFAULT_HIGH_WATERMARK,
     DEFAULT_INBOX_CAPACITY, DEFAULT_LINGER, DEFAULT_LOW_WATERMARK, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_INPUT,
-    DEFAULT_MAX_OUTPUT, DEFAULT_READ_BUDGET, DEFAULT_READ_BUFFER, Distribution, MAX_REACTORS,
+    DEFAULT_MAX_OUTPUT, DEFAULT_READ_BUDGET, DEFAULT_READ_BUFFER, Distribution, MAX_REACTORS, MAX_SOCKET_BUFFER,
 };
 pub use context::{Context, Origin};
 pub use error::{Error, Result};
@@ -181,3 +181,9 @@ pub use id::ConnId;
 pub use net::{Endpoint, PeerAddr};
 pub use server::{Report, Server};
 pub use stats::{ReactorStats, Stats};
+
+/// The `socket2` crate coreloop sets socket options with, re-exported so that
+/// [`Context::socket`] and [`TcpKeepalive`] match the version in use.
+pub use socket2;
+/// TCP keepalive timings for [`Builder::keepalive`] (from `socket2`).
+pub use socket2::TcpKeepalive;

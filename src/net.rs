@@ -123,51 +123,109 @@ pub(crate) enum Stream {
     Unix(mio::net::UnixStream),
 }
 
+/// Options for every TCP connection: set on listeners (accepted sockets inherit
+/// them on Linux, so an accept costs no `setsockopt`) and on each outbound socket.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SocketOptions {
+    pub(crate) nodelay: bool,
+    /// `SO_SNDBUF`, when set.
+    pub(crate) send_buffer: Option<usize>,
+    /// `SO_RCVBUF`, when set.
+    pub(crate) recv_buffer: Option<usize>,
+    /// `SO_KEEPALIVE` with its timings, when set.
+    pub(crate) keepalive: Option<socket2::TcpKeepalive>,
+}
+
+impl SocketOptions {
+    /// Sets every configured option on a TCP socket. On failure, names the option.
+    fn apply(&self, socket: &socket2::SockRef<'_>) -> Result<(), (&'static str, io::Error)> {
+        if self.nodelay {
+            socket.set_tcp_nodelay(true).map_err(|e| ("TCP_NODELAY", e))?;
+        }
+        if let Some(n) = self.send_buffer {
+            socket.set_send_buffer_size(n).map_err(|e| ("SO_SNDBUF", e))?;
+        }
+        if let Some(n) = self.recv_buffer {
+            socket.set_recv_buffer_size(n).map_err(|e| ("SO_RCVBUF", e))?;
+        }
+        if let Some(k) = &self.keepalive {
+            socket.set_tcp_keepalive(k).map_err(|e| ("SO_KEEPALIVE", e))?;
+        }
+        Ok(())
+    }
+}
+
 /// Options applied to listening sockets (and through inheritance to accepted ones).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct ListenOptions {
     pub(crate) backlog: u32,
-    pub(crate) nodelay: bool,
     /// Set `SO_REUSEPORT` (one listener per reactor on the same address).
     pub(crate) reuse_port: bool,
+    pub(crate) socket: SocketOptions,
 }
 
 impl Listener {
-    /// Opens a TCP listener with `SO_REUSEADDR`, the configured backlog and, on
-    /// Linux, `TCP_NODELAY` set on the listener so accepted sockets inherit it
-    /// (no `setsockopt` per accepted connection).
-    pub(crate) fn bind_tcp(addr: SocketAddr, opts: ListenOptions) -> Result<Self, Error> {
+    /// Opens a TCP listener with `SO_REUSEADDR` (a restarted server binds again
+    /// while connections of the last run sit in `TIME_WAIT`), the connection
+    /// options set before `listen` so accepted sockets inherit them (on Linux: no
+    /// `setsockopt` per accepted connection; a receive buffer set before `listen`
+    /// also sizes the window scale), and the configured backlog.
+    pub(crate) fn bind_tcp(addr: SocketAddr, opts: &ListenOptions) -> Result<Self, Error> {
+        let endpoint = Endpoint::Tcp(addr);
         let fail = |source| Error::Bind {
-            addr: Endpoint::Tcp(addr),
+            addr: endpoint.clone(),
+            source,
+        };
+        let option_fail = |(option, source)| Error::SocketOption {
+            option,
+            addr: endpoint.clone(),
             source,
         };
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
-        socket.set_reuse_address(true).map_err(fail)?;
+        socket
+            .set_reuse_address(true)
+            .map_err(|e| option_fail(("SO_REUSEADDR", e)))?;
         if opts.reuse_port {
-            socket.set_reuse_port(true).map_err(fail)?;
+            socket
+                .set_reuse_port(true)
+                .map_err(|e| option_fail(("SO_REUSEPORT", e)))?;
         }
+        Self::inherited_options(&socket, opts).map_err(option_fail)?;
         socket.bind(&addr.into()).map_err(fail)?;
         socket.listen(backlog(opts)).map_err(fail)?;
-        Self::from_tcp_socket(socket, opts).map_err(fail)
-    }
-
-    /// Adopts a TCP listener someone else opened (already bound and listening).
-    pub(crate) fn adopt_tcp(listener: std::net::TcpListener, opts: ListenOptions) -> io::Result<Self> {
-        Self::from_tcp_socket(Socket::from(listener), opts)
-    }
-
-    fn from_tcp_socket(socket: Socket, opts: ListenOptions) -> io::Result<Self> {
-        if opts.nodelay && cfg!(target_os = "linux") {
-            socket.set_tcp_nodelay(true)?;
-        }
-        socket.set_nonblocking(true)?;
+        socket.set_nonblocking(true).map_err(fail)?;
         Ok(Listener::Tcp(mio::net::TcpListener::from_std(socket.into())))
+    }
+
+    /// Adopts a TCP listener someone else opened (already bound and listening; its
+    /// backlog stays as it is). The connection options are set on it as on ours.
+    pub(crate) fn adopt_tcp(listener: std::net::TcpListener, opts: &ListenOptions, what: &str) -> Result<Self, Error> {
+        let endpoint = Endpoint::Inherited(what.to_string());
+        let socket = Socket::from(listener);
+        Self::inherited_options(&socket, opts).map_err(|(option, source)| Error::SocketOption {
+            option,
+            addr: endpoint.clone(),
+            source,
+        })?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|source| Error::Bind { addr: endpoint, source })?;
+        Ok(Listener::Tcp(mio::net::TcpListener::from_std(socket.into())))
+    }
+
+    /// Sets the connection options on a listener for its accepted sockets to
+    /// inherit. Elsewhere than Linux they are set on each accepted socket instead.
+    fn inherited_options(socket: &Socket, opts: &ListenOptions) -> Result<(), (&'static str, io::Error)> {
+        if cfg!(target_os = "linux") {
+            opts.socket.apply(&socket2::SockRef::from(socket))?;
+        }
+        Ok(())
     }
 
     /// Opens a Unix listener at `path`. A socket file left by a crashed run (nobody
     /// accepts on it) is removed and the bind retried; a live socket, or a path that
     /// is not a socket at all, is never touched.
-    pub(crate) fn bind_unix(path: &Path, opts: ListenOptions) -> Result<Self, Error> {
+    pub(crate) fn bind_unix(path: &Path, opts: &ListenOptions) -> Result<Self, Error> {
         let fail = |source| Error::Bind {
             addr: Endpoint::Unix(path.to_path_buf()),
             source,
@@ -207,13 +265,13 @@ impl Listener {
     }
 
     /// Accepts one connection (`accept4` with `SOCK_NONBLOCK | SOCK_CLOEXEC`).
-    pub(crate) fn accept(&self, opts: ListenOptions) -> io::Result<(Stream, PeerAddr)> {
+    pub(crate) fn accept(&self, opts: &ListenOptions) -> io::Result<(Stream, PeerAddr)> {
         match self {
             Listener::Tcp(l) => {
                 let (s, a) = l.accept()?;
-                // Linux copies TCP_NODELAY from the listener; elsewhere set it here.
-                if opts.nodelay && !cfg!(target_os = "linux") {
-                    s.set_nodelay(true)?;
+                // Linux copies the options from the listener; elsewhere set them here.
+                if !cfg!(target_os = "linux") {
+                    opts.socket.apply(&socket2::SockRef::from(&s)).map_err(|(_, e)| e)?;
                 }
                 Ok((Stream::Tcp(s), PeerAddr::Tcp(a)))
             }
@@ -236,14 +294,27 @@ impl Drop for Listener {
     }
 }
 
-fn backlog(opts: ListenOptions) -> i32 {
+fn backlog(opts: &ListenOptions) -> i32 {
     i32::try_from(opts.backlog).unwrap_or(i32::MAX)
 }
 
-fn bind_unix_socket(path: &Path, opts: ListenOptions) -> io::Result<Socket> {
+fn bind_unix_socket(path: &Path, opts: &ListenOptions) -> io::Result<Socket> {
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
     socket.bind(&socket2::SockAddr::unix(path)?)?;
     socket.listen(backlog(opts))?;
+    Ok(socket)
+}
+
+/// A nonblocking, close-on-exec stream socket (in one syscall on Linux).
+fn nonblocking_stream(domain: Domain) -> io::Result<Socket> {
+    #[cfg(target_os = "linux")]
+    let socket = Socket::new(domain, Type::STREAM.nonblocking(), None)?;
+    #[cfg(not(target_os = "linux"))]
+    let socket = {
+        let socket = Socket::new(domain, Type::STREAM, None)?;
+        socket.set_nonblocking(true)?;
+        socket
+    };
     Ok(socket)
 }
 
@@ -294,27 +365,27 @@ impl Stream {
     /// Starts a nonblocking connect. TCP connects complete later (the socket turns
     /// writable); Unix ones usually complete or fail at once.
     /// With `from`, a TCP connect first binds that local address (a source
-    /// address of the caller's choice).
-    pub(crate) fn connect(to: &Endpoint, from: Option<SocketAddr>, nodelay: bool) -> io::Result<(Stream, PeerAddr)> {
+    /// address of the caller's choice). The connection options are set before the
+    /// connect, so a receive buffer size also sizes the window scale.
+    pub(crate) fn connect(
+        to: &Endpoint,
+        from: Option<SocketAddr>,
+        opts: &SocketOptions,
+    ) -> io::Result<(Stream, PeerAddr)> {
         match to {
             Endpoint::Tcp(addr) => {
-                let s = match from {
-                    None => mio::net::TcpStream::connect(*addr)?,
-                    Some(local) => {
-                        let socket = Socket::new(Domain::for_address(*addr), Type::STREAM, None)?;
-                        socket.bind(&local.into())?;
-                        socket.set_nonblocking(true)?;
-                        match socket.connect(&(*addr).into()) {
-                            Ok(()) => {}
-                            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-                            Err(e) => return Err(e),
-                        }
-                        mio::net::TcpStream::from_std(socket.into())
-                    }
-                };
-                if nodelay {
-                    s.set_nodelay(true)?;
+                let socket = nonblocking_stream(Domain::for_address(*addr))?;
+                opts.apply(&socket2::SockRef::from(&socket))
+                    .map_err(|(option, e)| io::Error::new(e.kind(), format!("setting {option}: {e}")))?;
+                if let Some(local) = from {
+                    socket.bind(&local.into())?;
                 }
+                match socket.connect(&(*addr).into()) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+                    Err(e) => return Err(e),
+                }
+                let s = mio::net::TcpStream::from_std(socket.into());
                 Ok((Stream::Tcp(s), PeerAddr::Tcp(*addr)))
             }
             Endpoint::Unix(_) if from.is_some() => Err(io::Error::new(
@@ -381,6 +452,15 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.take_error(),
             Stream::Unix(s) => s.take_error(),
+        }
+    }
+}
+
+impl std::os::fd::AsFd for Stream {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
         }
     }
 }

@@ -30,7 +30,7 @@ use crate::handle::Handle;
 use crate::handler::{CloseReason, Handler};
 use crate::id::ConnId;
 use crate::inbox::Inbox;
-use crate::net::{Endpoint, PeerAddr, Stream};
+use crate::net::{Endpoint, PeerAddr, SocketOptions, Stream};
 use crate::outbuf::{MAX_IOV, OutBuf};
 use crate::stats::{Counters, ReactorStats, bump, drop_one};
 use crate::timer::TimerWheel;
@@ -149,7 +149,7 @@ pub(crate) struct Reactor<H: Handler> {
     /// `(give up at, slot, serial)` for each pending connect, in deadline order.
     connect_deadlines: VecDeque<(Instant, usize, u64)>,
     connect_timeout: Duration,
-    nodelay: bool,
+    socket_options: SocketOptions,
     /// Reuse-port mode: this reactor's own listeners (tokens from `LISTENER_BASE`).
     accept: Option<AcceptLoop>,
     /// Connections accepted this turn, opened once the accept loop is done.
@@ -208,7 +208,7 @@ impl<H: Handler> Reactor<H> {
             pending: Slab::new(),
             connect_deadlines: VecDeque::new(),
             connect_timeout: config.connect_timeout,
-            nodelay: config.nodelay,
+            socket_options: config.socket_options(),
             accept,
             accepted: Vec::new(),
             now_tick: 0,
@@ -541,7 +541,7 @@ impl<H: Handler> Reactor<H> {
     fn callback(&mut self, key: usize, f: impl FnOnce(&mut H, &mut H::Conn, &mut Context<'_>)) -> Option<Requests> {
         let c = &mut self.conns[key];
         let id = ConnId::new(self.index, key, c.generation);
-        let mut cx = Context::new(id, c.origin, &c.peer, &mut self.out, &self.handle, true);
+        let mut cx = Context::new(id, c.origin, &c.peer, &c.stream, &mut self.out, &self.handle, true);
         let handler = &mut self.handler;
         let state = &mut c.state;
         match catch_unwind(AssertUnwindSafe(|| f(handler, state, &mut cx))) {
@@ -754,7 +754,7 @@ impl<H: Handler> Reactor<H> {
         }
         let id = ConnId::new(self.index, key, generation);
         log::trace!("coreloop: closing {id} ({peer}): {reason}");
-        let mut cx = Context::new(id, origin, &peer, &mut self.out, &self.handle, false);
+        let mut cx = Context::new(id, origin, &peer, &stream, &mut self.out, &self.handle, false);
         let handler = &mut self.handler;
         if catch_unwind(AssertUnwindSafe(|| handler.on_close(state, &mut cx, reason))).is_err() {
             bump(&self.counters.panics, 1);
@@ -828,6 +828,9 @@ impl<H: Handler> Reactor<H> {
                 Command::Open(stream, peer) => {
                     bump(&self.counters.accepted, 1);
                     self.open(stream, peer, Origin::Accepted);
+                    // After `open` counted it as active: the acceptor may briefly
+                    // count it twice, never not at all.
+                    bump(&self.counters.handed_over, 1);
                 }
                 Command::Close(id) => {
                     if let Some(key) = self.live_slot(id) {
@@ -905,7 +908,7 @@ impl<H: Handler> Reactor<H> {
         let generation = self.next_generation;
         self.next_generation += 1;
         let id = ConnId::new(self.index, key, generation);
-        let mut cx = Context::new(id, origin, &peer, &mut self.out, &self.handle, true);
+        let mut cx = Context::new(id, origin, &peer, &stream, &mut self.out, &self.handle, true);
         let handler = &mut self.handler;
         let opened = catch_unwind(AssertUnwindSafe(|| handler.on_open(&mut cx)));
         let requests = cx.requests();
@@ -933,7 +936,7 @@ impl<H: Handler> Reactor<H> {
             return self.connect_failed(tag, &to, e);
         }
         // syscall: socket + connect (nonblocking)
-        let (mut stream, peer) = match Stream::connect(&to, from, self.nodelay) {
+        let (mut stream, peer) = match Stream::connect(&to, from, &self.socket_options) {
             Ok(s) => s,
             Err(e) => return self.connect_failed(tag, &to, e),
         };

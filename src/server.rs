@@ -8,7 +8,7 @@ use std::any::TypeId;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -47,6 +47,9 @@ pub struct Report {
     /// Whether every connection's queued output was written before the shutdown
     /// deadline (`false`: some connections were closed with output still queued).
     pub completed: bool,
+    /// Times accepting paused for lack of descriptors or memory (see
+    /// [`Stats::accept_backoffs`]).
+    pub accept_backoffs: u64,
 }
 
 impl Report {
@@ -54,6 +57,7 @@ impl Report {
     pub fn stats(&self) -> Stats {
         Stats {
             reactors: self.reactors.clone(),
+            accept_backoffs: self.accept_backoffs,
         }
     }
 }
@@ -90,12 +94,8 @@ impl Server {
         F: FnMut(usize) -> H,
     {
         let reuse_port = config.distribution == Distribution::ReusePort;
-        let opts = ListenOptions {
-            backlog: config.backlog,
-            nodelay: config.nodelay,
-            reuse_port,
-        };
-        let listeners = open_listeners(specs, opts)?;
+        let opts = config.listen_options();
+        let listeners = open_listeners(specs, &opts)?;
         let endpoints = listeners
             .iter()
             .map(Listener::endpoint)
@@ -115,13 +115,13 @@ impl Server {
         // 0 the ones just bound, which fixed any port 0), and there is no acceptor.
         let mut own_listeners: Vec<Option<AcceptLoop>> = (0..config.reactors).map(|_| None).collect();
         let listeners = if reuse_port {
-            own_listeners[0] = Some(AcceptLoop::new(listeners, opts, config.accept_backoff));
+            own_listeners[0] = Some(AcceptLoop::new(listeners, opts.clone(), config.accept_backoff));
             for slot in own_listeners.iter_mut().skip(1) {
                 let mine = local_addrs
                     .iter()
-                    .map(|&addr| Listener::bind_tcp(addr, opts))
+                    .map(|&addr| Listener::bind_tcp(addr, &opts))
                     .collect::<Result<Vec<_>>>()?;
-                *slot = Some(AcceptLoop::new(mine, opts, config.accept_backoff));
+                *slot = Some(AcceptLoop::new(mine, opts.clone(), config.accept_backoff));
             }
             Vec::new()
         } else {
@@ -151,6 +151,7 @@ impl Server {
             at_cap: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             message_type: (TypeId::of::<H::Message>(), std::any::type_name::<H::Message>()),
+            accept_backoffs: AtomicU64::new(0),
             next_connect: AtomicUsize::new(0),
         });
         // User code runs before any thread exists: a panicking factory leaves nothing behind.
@@ -163,7 +164,14 @@ impl Server {
             acceptor: None,
             reactors: Vec::with_capacity(config.reactors),
         };
+        let mut cores = if config.pin_cores {
+            cores_to_pin(config.reactors)
+        } else {
+            Vec::new()
+        }
+        .into_iter();
         for (i, ((poll, handler), accept)) in polls.into_iter().zip(handlers).zip(own_listeners).enumerate() {
+            let core = cores.next();
             let guard = StopGuard {
                 inbox: Arc::clone(&inboxes[i]),
                 counters: Arc::clone(&counters[i]),
@@ -181,6 +189,11 @@ impl Server {
             // never crosses threads, so it need not be `Send`.
             let spawned = spawn(format!("coreloop-reactor-{i}"), move || {
                 let _guard = guard;
+                if let Some(core) = core
+                    && !core_affinity::set_for_current(core)
+                {
+                    log::warn!("coreloop: cannot pin reactor {i} to CPU {}; it runs unpinned", core.id);
+                }
                 Reactor::new(parts, handler, handle, &config).run()
             });
             match spawned {
@@ -190,7 +203,7 @@ impl Server {
         }
         if let Some((poll, inbox)) = acceptor {
             let accept = AcceptLoop::new(listeners, opts, config.accept_backoff);
-            let acceptor = Acceptor::new(poll, accept, inbox, handle.clone());
+            let acceptor = Acceptor::new(poll, accept, inbox, handle.clone(), config.distribution);
             match spawn("coreloop-acceptor".into(), move || acceptor.run()) {
                 Ok(t) => server.acceptor = Some(t),
                 Err(source) => return Err(server.abort_start("acceptor thread", source)),
@@ -254,6 +267,7 @@ impl Server {
         let mut report = Report {
             reactors: Vec::with_capacity(self.reactors.len()),
             completed: true,
+            accept_backoffs: 0,
         };
         let mut died = None;
         for (i, t) in std::mem::take(&mut self.reactors).into_iter().enumerate() {
@@ -268,6 +282,7 @@ impl Server {
                 }
             }
         }
+        report.accept_backoffs = self.handle.stats().accept_backoffs;
         if let Some(index) = died {
             return Err(Error::ReactorDied { index });
         }
@@ -318,8 +333,22 @@ impl Drop for StopGuard {
     }
 }
 
+/// The CPUs to pin reactors 0, 1, … to: the ones this process may run on, in
+/// order. With fewer CPUs than reactors, the rest run unpinned (logged).
+fn cores_to_pin(reactors: usize) -> Vec<core_affinity::CoreId> {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    if cores.len() < reactors {
+        log::warn!(
+            "coreloop: pin_cores: {reactors} reactors but {} CPU(s) to pin them to; reactors {}.. run unpinned",
+            cores.len(),
+            cores.len()
+        );
+    }
+    cores
+}
+
 /// Opens (or adopts) every listener, in order. A failure names the endpoint.
-fn open_listeners(specs: Vec<ListenSpec>, opts: ListenOptions) -> Result<Vec<Listener>> {
+fn open_listeners(specs: Vec<ListenSpec>, opts: &ListenOptions) -> Result<Vec<Listener>> {
     let adopt_fail = |what: String| {
         move |source| Error::Bind {
             addr: Endpoint::Inherited(what),
@@ -335,7 +364,7 @@ fn open_listeners(specs: Vec<ListenSpec>, opts: ListenOptions) -> Result<Vec<Lis
                 let what = l
                     .local_addr()
                     .map_or("a TCP listener".into(), |a| format!("inherited {a}"));
-                listeners.push(Listener::adopt_tcp(l, opts).map_err(adopt_fail(what))?);
+                listeners.push(Listener::adopt_tcp(l, opts, &what)?);
             }
             ListenSpec::UnixListener(l) => {
                 listeners.push(Listener::adopt_unix(l).map_err(adopt_fail("a Unix listener".into()))?);
@@ -349,14 +378,15 @@ fn open_listeners(specs: Vec<ListenSpec>, opts: ListenOptions) -> Result<Vec<Lis
                 for i in 0..fds.len() {
                     let what = format!("LISTEN_FDS socket {i}");
                     let listener = match fds.take_tcp_listener(i) {
-                        Ok(Some(l)) => Listener::adopt_tcp(l, opts),
+                        Ok(Some(l)) => Listener::adopt_tcp(l, opts, &what)?,
                         _ => match fds.take_unix_listener(i) {
                             Ok(Some(l)) => Listener::adopt_unix(l),
                             Ok(None) => Err(io::Error::new(io::ErrorKind::NotFound, "already taken")),
                             Err(e) => Err(e),
-                        },
+                        }
+                        .map_err(adopt_fail(what))?,
                     };
-                    listeners.push(listener.map_err(adopt_fail(what))?);
+                    listeners.push(listener);
                 }
             }
         }

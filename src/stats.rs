@@ -20,6 +20,10 @@ pub(crate) struct Counters {
     pub(crate) panics: AtomicU64,
     pub(crate) pauses: AtomicU64,
     pub(crate) stale: AtomicU64,
+    /// Connections the acceptor handed over that this reactor has taken on (its
+    /// `Open` commands run); with the acceptor's own count of hand-overs, the
+    /// connections still in flight to it. Not part of the snapshot.
+    pub(crate) handed_over: AtomicU64,
 }
 
 /// Adds `n` to a counter that only the calling thread writes.
@@ -86,12 +90,22 @@ pub struct ReactorStats {
     pub stale: u64,
 }
 
-/// A snapshot of every reactor's counters, from [`Handle::stats`](crate::Handle::stats).
+/// A snapshot of every reactor's counters, and the acceptor's, from
+/// [`Handle::stats`](crate::Handle::stats).
+///
+/// Each counter is read atomically, but the snapshot as a whole is not taken at
+/// one instant: under load, `accepted`, `closed` and `active` of one reactor may
+/// disagree by the connections opened or closed while it was read. Once the
+/// server is quiet, `accepted == closed + active` holds for every reactor.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
     /// One entry per reactor, in index order.
     pub reactors: Vec<ReactorStats>,
+    /// Times accepting paused because the process or system ran out of
+    /// descriptors or memory (see [`Builder::accept_backoff`](crate::Builder::accept_backoff)),
+    /// by the acceptor thread or, in reuse-port mode, by any reactor.
+    pub accept_backoffs: u64,
 }
 
 impl Stats {
@@ -144,7 +158,8 @@ impl fmt::Display for Stats {
         for r in &self.reactors {
             row(f, &r.reactor.to_string(), r)?;
         }
-        row(f, "total", &self.total())
+        row(f, "total", &self.total())?;
+        writeln!(f, "accept back-offs: {}", self.accept_backoffs)
     }
 }
 
@@ -163,9 +178,14 @@ mod tests {
         drop_one(&a.active); // saturates, never wraps
         let stats = Stats {
             reactors: vec![a.snapshot(0), b.snapshot(1)],
+            accept_backoffs: 7,
         };
         assert_eq!(stats.total().accepted, 5);
         assert_eq!(stats.total().active, 0);
-        assert!(stats.to_string().contains("total"));
+        let table = stats.to_string();
+        assert!(
+            table.contains("total") && table.contains("accept back-offs: 7"),
+            "{table}"
+        );
     }
 }

@@ -54,14 +54,25 @@ fn help_lists_the_options() {
     let out = example::run(&["--help"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for option in ["--addr", "--reactors", "--max-conns", "--idle-timeout", "--grace"] {
+    for option in [
+        "--addr",
+        "--reactors",
+        "--max-conns",
+        "--idle-timeout",
+        "--grace",
+        "--distribution",
+        "--backlog",
+        "--pin-cores",
+        "--stats-interval",
+        "--log",
+    ] {
         assert!(text.contains(option), "{option} missing from:\n{text}");
     }
 }
 
 #[test]
 fn bad_options_give_one_line_and_status_two() {
-    let bad: [&[&str]; 7] = [
+    let bad: [&[&str]; 13] = [
         &["--bogus"],
         &["--addr", "not-an-address"],
         &["--reactors", "x"],
@@ -69,6 +80,12 @@ fn bad_options_give_one_line_and_status_two() {
         &["--max-conns", "0"],
         &["--grace", "-1"],
         &["--idle-timeout"],
+        &["--distribution", "random"],
+        &["--backlog", "0"],
+        &["--stats-interval", "0"],
+        &["--log", "loud"],
+        &["--distribution", "reuseport", "--unix", "/tmp/coreloop-never.sock"],
+        &["--backlog", "-5"],
     ];
     for args in bad {
         let out = example::run(args);
@@ -76,4 +93,86 @@ fn bad_options_give_one_line_and_status_two() {
         let stderr = String::from_utf8(out.stderr).unwrap();
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn each_distribution_serves_and_keeps_the_exit_lines() {
+    for strategy in ["round-robin", "least-conn", "reuseport"] {
+        let server = example::start(&[
+            "--reactors",
+            "2",
+            "--distribution",
+            strategy,
+            "--backlog",
+            "64",
+            "--pin-cores",
+        ]);
+        let clients: Vec<_> = (0..4).map(|_| connect(server.addr)).collect();
+        for (i, c) in clients.iter().enumerate() {
+            let data = pattern(5000, i as u64);
+            assert!(roundtrip(c, &data) == data, "{strategy}");
+        }
+        drop(clients);
+        server.signal("-TERM");
+        let (code, lines) = server.finish();
+        assert_eq!(code, 0, "{strategy}: {lines:?}");
+        assert_eq!(lines.len(), 2, "{strategy}: only the exit lines: {lines:?}");
+        let accepted: Vec<u64> = (0..2).map(|i| exit_value(&lines, i, "accepted")).collect();
+        assert_eq!(accepted.iter().sum::<u64>(), 4, "{strategy}: {lines:?}");
+        if strategy != "reuseport" {
+            // Both acceptor strategies balance sequential connections exactly.
+            assert_eq!(accepted, [2, 2], "{strategy}: {lines:?}");
+        }
+    }
+}
+
+#[test]
+fn stats_interval_prints_the_table_and_trace_logs_connection_life() {
+    let server = example::start(&["--reactors", "2", "--stats-interval", "0.1", "--log", "trace"]);
+    let c = connect(server.addr);
+    assert_eq!(roundtrip(&c, b"counted"), b"counted");
+    // A table after the connection opened: a header, a row per reactor, the total
+    // row (one connection open, 7 bytes each way) and the acceptor's back-offs.
+    let mut table = Vec::new();
+    let mut seen = Vec::new();
+    loop {
+        let line = server.stderr.recv_timeout(DEADLINE).expect("the stats table");
+        seen.push(line.clone());
+        if line.trim_start().starts_with("reactor ") && line.contains("active") {
+            table.clear();
+        }
+        table.push(line.clone());
+        if line.starts_with("accept back-offs:") {
+            let total: Vec<&str> = table
+                .iter()
+                .find(|l| l.trim_start().starts_with("total"))
+                .unwrap()
+                .split_whitespace()
+                .collect();
+            // total active accepted closed bytes_in bytes_out …
+            if total[1..6] == ["1", "1", "0", "7", "7"] {
+                break;
+            }
+        }
+    }
+    assert_eq!(table.len(), 5, "{table:?}");
+    assert_eq!(table[4], "accept back-offs: 0");
+    drop(c);
+    server.signal("-TERM");
+    let (code, lines) = server.finish();
+    assert_eq!(code, 0);
+    // Trace level logs each connection's open and close.
+    seen.extend(lines.iter().cloned());
+    assert!(
+        seen.iter().any(|l| l.contains("TRACE") && l.contains("opened")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|l| l.contains("TRACE") && l.contains("closing")),
+        "{seen:?}"
+    );
+    // The exit lines come last, unchanged.
+    let n = lines.len();
+    assert!(lines[n - 2].starts_with("reactor 0: accepted="), "{lines:?}");
+    assert!(lines[n - 1].starts_with("reactor 1: accepted="), "{lines:?}");
 }

@@ -1,7 +1,7 @@
 //! Running out of file descriptors: accept fails with EMFILE, the acceptor backs
 //! off without spinning (CPU stays near idle), logs rate-limited, and serves new
-//! clients as soon as descriptors free up. The server is the echo example in a
-//! child process with a low `RLIMIT_NOFILE`.
+//! clients as soon as descriptors free up, and counts its back-offs in the stats.
+//! The server is the echo example in a child process with a low `RLIMIT_NOFILE`.
 
 mod util;
 
@@ -12,7 +12,10 @@ use util::*;
 
 #[test]
 fn descriptor_exhaustion_is_survived_without_spinning() {
-    let server = example::start_with("ulimit -n 40 &&", &["--reactors", "1", "--max-conns", "1000"]);
+    let server = example::start_with(
+        "ulimit -n 40 &&",
+        &["--reactors", "1", "--max-conns", "1000", "--stats-interval", "0.2"],
+    );
 
     // Far more clients than the child has descriptors for.
     let clients: Vec<_> = (0..80).map(|_| connect(server.addr)).collect();
@@ -26,6 +29,13 @@ fn descriptor_exhaustion_is_survived_without_spinning() {
         }
     };
     assert!(first_warning.contains("Too many open files"), "{first_warning}");
+    // The stats table counts the back-offs.
+    loop {
+        let line = server.stderr.recv_timeout(DEADLINE).expect("a stats table");
+        if line.strip_prefix("accept back-offs: ").is_some_and(|n| n != "0") {
+            break;
+        }
+    }
 
     // Exhausted, with connections waiting in the backlog: the acceptor must sleep
     // between retries, not spin. A spinning thread would burn ~100 ticks per second.

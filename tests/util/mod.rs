@@ -122,10 +122,13 @@ pub struct Recorder {
 }
 
 pub fn recorder_server(reactors: usize) -> (Server, Receiver<Seen>) {
+    recorder_with(Server::builder().reactors(reactors).bind(localhost()))
+}
+
+/// A [`Recorder`] server from a configured builder.
+pub fn recorder_with(builder: coreloop::Builder) -> (Server, Receiver<Seen>) {
     let (tx, rx) = mpsc::channel();
-    let server = Server::builder()
-        .reactors(reactors)
-        .bind(localhost())
+    let server = builder
         .start(move |_| Recorder { tx: tx.clone() })
         .expect("recorder server starts");
     (server, rx)
