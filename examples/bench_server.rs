@@ -3,7 +3,7 @@
 //! `scripts/bench.sh` runs one of each against `examples/loadgen.rs`.
 //!
 //! ```text
-//! cargo run --release --example bench_server -- --kind coreloop|coreloop-reuseport|tokio|mio [--threads N] [--addr A]
+//! cargo run --release --example bench_server -- --kind coreloop|coreloop-leastconn|coreloop-reuseport|tokio|mio [--threads N] [--addr A]
 //! ```
 //!
 //! Prints `listening on ADDR with N reactors` (threads, for tokio and mio), serves
@@ -33,8 +33,9 @@ fn parse() -> Result<(servers::Kind, usize, SocketAddr), String> {
         match arg {
             Long("kind") => {
                 let v = value(&mut parser, "--kind")?;
-                kind = servers::Kind::parse(&v)
-                    .ok_or(format!("unknown kind '{v}' (coreloop, coreloop-reuseport, tokio, mio)"))?;
+                kind = servers::Kind::parse(&v).ok_or(format!(
+                    "unknown kind '{v}' (coreloop, coreloop-leastconn, coreloop-reuseport, tokio, mio)"
+                ))?;
             }
             Long("threads") => {
                 threads = value(&mut parser, "--threads")?
@@ -43,7 +44,9 @@ fn parse() -> Result<(servers::Kind, usize, SocketAddr), String> {
             }
             Long("addr") => addr = value(&mut parser, "--addr")?.parse().map_err(|_| "invalid --addr")?,
             Long("help") | Short('h') => {
-                println!("usage: bench_server --kind coreloop|coreloop-reuseport|tokio|mio [--threads N] [--addr A]");
+                println!(
+                    "usage: bench_server --kind coreloop|coreloop-leastconn|coreloop-reuseport|tokio|mio [--threads N] [--addr A]"
+                );
                 std::process::exit(0);
             }
             other => return Err(other.unexpected().to_string()),

@@ -19,13 +19,8 @@ rm -f "$OUT"/*.jsonl
 cargo build --release --quiet --example bench_server --example loadgen
 BIN=target/release/examples
 
-start_server() { # kind -> sets SPID, SADDR
-  "$BIN/bench_server" --kind "$1" --threads "$THREADS" >"$OUT/banner.txt" &
-  SPID=$!
-  for _ in $(seq 100); do grep -q listening "$OUT/banner.txt" 2>/dev/null && break; sleep 0.05; done
-  SADDR=$(awk '{print $3}' "$OUT/banner.txt")
-}
-stop_server() { kill -TERM "$SPID"; wait "$SPID" || true; }
+# shellcheck source=scripts/servers.sh
+source scripts/servers.sh
 
 SCENARIOS=(
   "1x64|echo --conns 1 --inflight 1 --size 64"

@@ -333,7 +333,9 @@ impl Builder {
     }
 
     /// Adds a TCP listener the caller opened (bound and listening already; its
-    /// backlog is left as it is). It is made nonblocking.
+    /// backlog is left as it is). It is made nonblocking, and the connection
+    /// options (`TCP_NODELAY`, buffer sizes, keepalive) are set on it for accepted
+    /// sockets to inherit.
     pub fn listener(mut self, listener: std::net::TcpListener) -> Self {
         self.listeners.push(ListenSpec::TcpListener(listener));
         self

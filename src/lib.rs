@@ -25,8 +25,11 @@
 //! ```
 //!
 //! - The **acceptor** (thread `coreloop-acceptor`) accepts until the listener is
-//!   drained and hands connections out round-robin; each reactor that received
-//!   some is woken once per batch.
+//!   drained and hands connections out round-robin (or, with
+//!   [`Distribution::LeastConnections`], to the reactor with the fewest); each
+//!   reactor that received some is woken once per batch. With
+//!   [`Distribution::ReusePort`] there is no acceptor: each reactor accepts on its
+//!   own `SO_REUSEPORT` listener.
 //! - A **reactor** (thread `coreloop-reactor-{i}`) owns each connection it is given
 //!   for that connection's whole life: connection state needs no locks. Sockets are
 //!   registered once, edge-triggered, for both directions.
@@ -126,6 +129,21 @@
 //! - Listeners can be TCP ([`Builder::bind`]), Unix ([`Builder::bind_unix`]), opened
 //!   by the caller ([`Builder::listener`]) or passed by systemd
 //!   ([`Builder::listen_fds`]).
+//!
+//! ## Distribution, sockets and observability
+//!
+//! - [`Builder::distribution`] picks how connections are spread:
+//!   [`Distribution::RoundRobin`] (default; exact balance by count),
+//!   [`Distribution::LeastConnections`] (fills reactors emptied by closes; suits
+//!   connections of very different lifetimes), [`Distribution::ReusePort`] (no
+//!   hand-off: the cheapest per new connection; balance is the kernel's hash).
+//! - Socket options are set through `socket2` on the listener, before `listen`,
+//!   and inherited by accepted sockets: [`Builder::backlog`], [`Builder::nodelay`],
+//!   [`Builder::send_buffer_size`], [`Builder::recv_buffer_size`],
+//!   [`Builder::keepalive`]; [`Context::socket`] reaches one connection's socket.
+//! - [`Builder::pin_cores`] pins reactor *i* to CPU *i*.
+//! - [`Handle::stats`] returns every reactor's counters with totals
+//!   ([`Stats::total`]); printing a [`Stats`] gives a table.
 //!
 //! ## Shutdown
 //!

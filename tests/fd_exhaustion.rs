@@ -12,9 +12,27 @@ use util::*;
 
 #[test]
 fn descriptor_exhaustion_is_survived_without_spinning() {
+    survives_exhaustion("round-robin");
+}
+
+#[test]
+fn reuse_port_reactors_back_off_the_same_way() {
+    survives_exhaustion("reuseport");
+}
+
+fn survives_exhaustion(distribution: &str) {
     let server = example::start_with(
         "ulimit -n 40 &&",
-        &["--reactors", "1", "--max-conns", "1000", "--stats-interval", "0.2"],
+        &[
+            "--reactors",
+            "1",
+            "--max-conns",
+            "1000",
+            "--stats-interval",
+            "0.2",
+            "--distribution",
+            distribution,
+        ],
     );
 
     // Far more clients than the child has descriptors for.

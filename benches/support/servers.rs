@@ -39,6 +39,8 @@ impl Handler for Echo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Coreloop,
+    /// coreloop with `Distribution::LeastConnections`.
+    CoreloopLeastConn,
     /// coreloop with `Distribution::ReusePort` (no acceptor thread).
     CoreloopReusePort,
     Tokio,
@@ -49,6 +51,7 @@ impl Kind {
     pub fn parse(s: &str) -> Option<Kind> {
         match s {
             "coreloop" => Some(Kind::Coreloop),
+            "coreloop-leastconn" => Some(Kind::CoreloopLeastConn),
             "coreloop-reuseport" => Some(Kind::CoreloopReusePort),
             "tokio" => Some(Kind::Tokio),
             "mio" => Some(Kind::Mio),
@@ -59,6 +62,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Coreloop => "coreloop",
+            Kind::CoreloopLeastConn => "coreloop-leastconn",
             Kind::CoreloopReusePort => "coreloop-reuseport",
             Kind::Tokio => "tokio",
             Kind::Mio => "mio",
@@ -88,13 +92,13 @@ pub enum Running {
 impl Running {
     pub fn start(kind: Kind, threads: usize, addr: SocketAddr) -> io::Result<Running> {
         Ok(match kind {
-            Kind::Coreloop | Kind::CoreloopReusePort => Running::Coreloop(
+            Kind::Coreloop | Kind::CoreloopLeastConn | Kind::CoreloopReusePort => Running::Coreloop(
                 Server::builder()
                     .reactors(threads)
-                    .distribution(if kind == Kind::Coreloop {
-                        coreloop::Distribution::RoundRobin
-                    } else {
-                        coreloop::Distribution::ReusePort
+                    .distribution(match kind {
+                        Kind::CoreloopLeastConn => coreloop::Distribution::LeastConnections,
+                        Kind::CoreloopReusePort => coreloop::Distribution::ReusePort,
+                        _ => coreloop::Distribution::RoundRobin,
                     })
                     .max_connections(1 << 20)
                     .bind(addr)
