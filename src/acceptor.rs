@@ -56,7 +56,8 @@ impl Acceptor {
         let reactors = handle.reactors();
         let pick = match distribution {
             Distribution::LeastConnections => Pick::LeastConnections(vec![0; reactors]),
-            _ => Pick::RoundRobin(0),
+            // Reuse-port mode has no acceptor thread, unless nothing else could be used.
+            Distribution::RoundRobin | Distribution::ReusePort => Pick::RoundRobin(0),
         };
         Self {
             poll,

@@ -155,8 +155,12 @@
 //!
 //! ## Logging
 //!
-//! coreloop never prints. It logs through the [`log`] facade: connection life at
-//! `trace`, accept back-off at `warn` (rate-limited), handler panics at `warn`.
+//! coreloop never prints. It logs through the [`log`] facade: the server's start
+//! (reactors, distribution, endpoints) at `info`; connection life (open, close and
+//! why) at `trace`; accept back-off at `warn` (rate-limited: one line per 5 s, with
+//! the count of failures folded into it); handler panics, a stale Unix socket file
+//! removed, and pinning that could not be done at `warn`; a reactor or acceptor
+//! that stops at `error`.
 //!
 //! [mio]: https://docs.rs/mio
 

@@ -209,10 +209,16 @@ impl Server {
                 Err(source) => return Err(server.abort_start("acceptor thread", source)),
             }
         }
-        log::debug!(
-            "coreloop: started {} reactors on {:?}",
+        log::info!(
+            "coreloop: started {} reactors ({:?} distribution) on {}",
             config.reactors,
-            server.local_addrs
+            config.distribution,
+            server
+                .endpoints
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         Ok(server)
     }
