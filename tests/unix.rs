@@ -51,7 +51,13 @@ fn unix_and_tcp_listeners_feed_the_same_reactors() {
 fn a_stale_socket_file_from_a_crashed_run_is_replaced() {
     let dir = TempDir::new("unix-stale");
     let path = dir.path("stale.sock");
-    drop(UnixListener::bind(&path).unwrap()); // the file stays: a crashed server's leftover
+    // A crashed server's leftover: a socket file nobody listens on. It is made by
+    // binding without listening, not by dropping a listener: another test in this
+    // binary forks a child, which holds a copy of every open descriptor until it
+    // execs, and a listener copied that way would still accept for a moment.
+    let leftover = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+    leftover.bind(&socket2::SockAddr::unix(&path).unwrap()).unwrap();
+    drop(leftover); // the file stays
     assert!(path.exists());
     let server = Server::builder().reactors(1).bind_unix(&path).start(|_| Echo).unwrap();
     let s = UnixStream::connect(&path).unwrap();
