@@ -363,6 +363,22 @@ impl Builder {
 
     /// How connections are spread over the reactors. Default
     /// [`Distribution::RoundRobin`].
+    ///
+    /// All three balance connections, not traffic, and cost the same per message;
+    /// they differ in what a new connection costs and how it is placed:
+    /// round-robin for alike, long-lived connections (exact counts);
+    /// least-connections when lifetimes differ a lot (closes leave reactors
+    /// uneven); reuse-port for high rates of short connections (no hand-off from
+    /// an acceptor thread). BENCHMARKS.md in the repository measures them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use coreloop::{Distribution, Server};
+    /// let builder = Server::builder()
+    ///     .distribution(Distribution::LeastConnections)
+    ///     .bind(([127, 0, 0, 1], 0));
+    /// ```
     pub fn distribution(mut self, distribution: Distribution) -> Self {
         self.config.distribution = distribution;
         self
