@@ -413,19 +413,23 @@ impl Builder {
         self
     }
 
-    /// The kernel send buffer size (`SO_SNDBUF`) of TCP connections. Default: the
-    /// kernel's, which grows it on demand (`net.ipv4.tcp_wmem`); setting it fixes
-    /// it. Linux doubles the value for its bookkeeping and caps it at
+    /// The kernel send buffer size (`SO_SNDBUF`) of connections. Default: the
+    /// kernel's, which grows it on demand for TCP (`net.ipv4.tcp_wmem`); setting
+    /// it fixes it. Linux doubles the value for its bookkeeping and caps it at
     /// `net.core.wmem_max`. 1 byte to [`MAX_SOCKET_BUFFER`].
+    ///
+    /// TCP sockets inherit it from the listener; accepted Unix sockets do not, so
+    /// for them it costs one `setsockopt` per accept (only when set).
     pub fn send_buffer_size(mut self, bytes: usize) -> Self {
         self.config.send_buffer = Some(bytes);
         self
     }
 
-    /// The kernel receive buffer size (`SO_RCVBUF`) of TCP connections; set
+    /// The kernel receive buffer size (`SO_RCVBUF`) of connections; for TCP set
     /// before `listen`/`connect`, so it also sizes the window scale. Default: the
-    /// kernel's (auto-tuned, `net.ipv4.tcp_rmem`). Linux doubles the value and caps
-    /// it at `net.core.rmem_max`. 1 byte to [`MAX_SOCKET_BUFFER`].
+    /// kernel's (auto-tuned for TCP, `net.ipv4.tcp_rmem`). Linux doubles the value
+    /// and caps it at `net.core.rmem_max`. 1 byte to [`MAX_SOCKET_BUFFER`]. Unix
+    /// sockets: as for [`send_buffer_size`](Self::send_buffer_size).
     pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
         self.config.recv_buffer = Some(bytes);
         self

@@ -142,16 +142,26 @@ impl SocketOptions {
         if self.nodelay {
             socket.set_tcp_nodelay(true).map_err(|e| ("TCP_NODELAY", e))?;
         }
+        self.apply_buffers(socket)?;
+        if let Some(k) = &self.keepalive {
+            socket.set_tcp_keepalive(k).map_err(|e| ("SO_KEEPALIVE", e))?;
+        }
+        Ok(())
+    }
+
+    /// Sets the configured buffer sizes, the options a Unix stream socket takes too.
+    fn apply_buffers(&self, socket: &socket2::SockRef<'_>) -> Result<(), (&'static str, io::Error)> {
         if let Some(n) = self.send_buffer {
             socket.set_send_buffer_size(n).map_err(|e| ("SO_SNDBUF", e))?;
         }
         if let Some(n) = self.recv_buffer {
             socket.set_recv_buffer_size(n).map_err(|e| ("SO_RCVBUF", e))?;
         }
-        if let Some(k) = &self.keepalive {
-            socket.set_tcp_keepalive(k).map_err(|e| ("SO_KEEPALIVE", e))?;
-        }
         Ok(())
+    }
+
+    fn has_buffers(&self) -> bool {
+        self.send_buffer.is_some() || self.recv_buffer.is_some()
     }
 }
 
@@ -277,6 +287,14 @@ impl Listener {
             }
             Listener::Unix(l, _) => {
                 let (s, a) = l.accept()?;
+                // A Unix socket does not inherit buffer sizes from its listener: set
+                // them here (only when configured). The kernel clamps a size rather
+                // than refuse it, so a failure only loses the tuning.
+                if opts.socket.has_buffers()
+                    && let Err((option, e)) = opts.socket.apply_buffers(&socket2::SockRef::from(&s))
+                {
+                    log::debug!("coreloop: cannot set {option} on an accepted Unix socket: {e}");
+                }
                 Ok((Stream::Unix(s), PeerAddr::from_unix(&a)))
             }
         }
@@ -394,6 +412,8 @@ impl Stream {
             )),
             Endpoint::Unix(path) => {
                 let s = mio::net::UnixStream::connect(path)?;
+                opts.apply_buffers(&socket2::SockRef::from(&s))
+                    .map_err(|(option, e)| io::Error::new(e.kind(), format!("setting {option}: {e}")))?;
                 Ok((Stream::Unix(s), PeerAddr::Unix(Some(path.clone()))))
             }
             Endpoint::Inherited(what) => Err(io::Error::new(

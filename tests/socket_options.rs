@@ -253,3 +253,51 @@ fn an_option_the_kernel_refuses_names_the_option_and_address() {
         "{text}"
     );
 }
+
+/// Reports each connection's buffer sizes, read in `on_open`.
+struct Buffers(mpsc::Sender<(usize, usize)>);
+
+impl Handler for Buffers {
+    type Conn = ();
+    type Message = ();
+    fn on_open(&mut self, cx: &mut Context<'_>) {
+        let s = cx.socket();
+        let _ = self
+            .0
+            .send((s.send_buffer_size().unwrap(), s.recv_buffer_size().unwrap()));
+    }
+    fn on_data(&mut self, _: &mut (), cx: &mut Context<'_>, input: &mut BytesMut) {
+        cx.write(input);
+        input.clear();
+    }
+}
+
+#[test]
+fn unix_connections_get_the_buffer_sizes_too() {
+    let dir = TempDir::new("unix-buffers");
+    let path = dir.path("buffers.sock");
+    let (tx, rx) = mpsc::channel();
+    let server = Server::builder()
+        .reactors(1)
+        .send_buffer_size(96 * 1024)
+        .recv_buffer_size(80 * 1024)
+        .bind_unix(&path)
+        .start(move |_| Buffers(tx.clone()))
+        .unwrap();
+    let fresh = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+    fresh.set_send_buffer_size(96 * 1024).unwrap();
+    fresh.set_recv_buffer_size(80 * 1024).unwrap();
+    let want = (fresh.send_buffer_size().unwrap(), fresh.recv_buffer_size().unwrap());
+    let plain = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let default = (
+        SockRef::from(&plain).send_buffer_size().unwrap(),
+        SockRef::from(&plain).recv_buffer_size().unwrap(),
+    );
+    assert_ne!(default, want, "the sizes differ from the defaults");
+    // Accepted, then both ends of an outbound connection.
+    assert_eq!(rx.recv_timeout(DEADLINE).unwrap(), want);
+    server.handle().connect(path.as_path(), 1).unwrap();
+    assert_eq!(rx.recv_timeout(DEADLINE).unwrap(), want);
+    assert_eq!(rx.recv_timeout(DEADLINE).unwrap(), want);
+    assert_eq!(unix_roundtrip(&plain, b"sized"), b"sized");
+}
