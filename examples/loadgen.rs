@@ -194,9 +194,14 @@ impl Handler for Client {
     }
 
     fn on_connect_error(&mut self, _tag: u64, to: &Endpoint, error: std::io::Error, handle: &Handle) {
+        if self.totals.stop.load(Relaxed) {
+            // Our own shutdown ended a connect still in progress (connrate mode):
+            // not the server's failure.
+            return;
+        }
         self.totals.errors.fetch_add(1, Relaxed);
         eprintln!("loadgen: connect to {to} failed: {error}");
-        if self.cfg.mode == Mode::ConnRate && !self.totals.stop.load(Relaxed) {
+        if self.cfg.mode == Mode::ConnRate {
             let _ = handle.connect(self.cfg.addr, self.base.elapsed().as_nanos() as u64);
         }
     }

@@ -45,21 +45,35 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
+echo "== 100x64 with one server thread each (the load generator takes the other core)" >&2
+for round in $(seq "$ROUNDS"); do
+  for kind in coreloop tokio mio; do
+    THREADS=1 start_server "$kind"
+    line=$("$BIN/loadgen" echo --conns 100 --inflight 1 --size 64 --addr "$SADDR" --duration "$DUR" --warmup "$WARM" --server-pid "$SPID" --json)
+    stop_server
+    echo "{\"round\":$round,\"scenario\":\"100x64-1t\",\"server\":\"$kind\",\"result\":$line}" >>"$OUT/runs1.jsonl"
+  done
+done
+
 if command -v perf >/dev/null; then
   echo "== syscalls per echoed message (perf tracepoints, fixed message count)" >&2
-  for spec in "1|20000" "100|2000"; do
-    conns=${spec%|*}; count=${spec#*|}
-    for kind in coreloop coreloop-reuseport tokio mio; do
-      start_server "$kind"
+  # connections|messages per connection|server threads
+  for spec in "1|20000|$THREADS" "100|2000|$THREADS" "100|2000|1"; do
+    IFS='|' read -r conns count threads <<<"$spec"
+    kinds=(coreloop coreloop-reuseport tokio mio)
+    [ "$threads" = 1 ] && kinds=(coreloop tokio mio)
+    for kind in "${kinds[@]}"; do
+      THREADS=$threads start_server "$kind"
       perf stat -x, -e 'syscalls:sys_enter_*' -p "$SPID" -o "$OUT/perf.txt" &
       PERF=$!
       sleep 0.5
       "$BIN/loadgen" echo --conns "$conns" --inflight 1 --size 64 --count "$count" --addr "$SADDR" --json >"$OUT/count.json"
       kill -INT "$PERF"; wait "$PERF" || true
       stop_server
-      python3 - "$OUT/perf.txt" "$kind" "$conns" "$((conns * count))" >>"$OUT/syscalls.jsonl" <<'PY'
+      label=$conns; [ "$threads" = 1 ] && label="$conns (1 thread)"
+      python3 - "$OUT/perf.txt" "$kind" "$label" "$((conns * count))" >>"$OUT/syscalls.jsonl" <<'PY'
 import json, sys
-path, kind, conns, msgs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+path, kind, conns, msgs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 counts = {}
 for line in open(path):
     parts = line.strip().split(",")

@@ -36,6 +36,23 @@ for s in scenarios:
     pc, prp, pt, pm = (med(s, k, "p99_us") for k in SERVERS)
     print(f"| {s} | {c:.0f} | {rp:.0f} | {t:.0f} | {m:.0f} | {c / t:.2f}× | {rp / t:.2f}× | {pc:.0f} | {prp:.0f} | {pt:.0f} | {pm:.0f} |")
 
+path = os.path.join(out, "runs1.jsonl")
+if os.path.exists(path):
+    one = [json.loads(l) for l in open(path)]
+
+    def med1(server, key):
+        vals = [r["result"].get(key, 0) for r in one if r["server"] == server]
+        return statistics.median(vals) if vals else 0
+
+    print("\n### 100x64 with one server thread each\n")
+    print("| server | CPU/op (µs) | ÷ best(tokio, mio) | user CPU/op (µs) | ÷ tokio | ops/s | ÷ tokio | p99 (µs) |")
+    print("|---|---|---|---|---|---|---|---|")
+    best = min(med1("tokio", "server_cpu_us_per_op"), med1("mio", "server_cpu_us_per_op"))
+    for k in ("coreloop", "tokio", "mio"):
+        cpu, user, ops, p99 = (med1(k, key) for key in ("server_cpu_us_per_op", "server_user_us_per_op", "ops_per_s", "p99_us"))
+        tu, tops = med1("tokio", "server_user_us_per_op"), med1("tokio", "ops_per_s")
+        print(f"| {k} | {cpu:.2f} | {cpu / best:.2f}× | {user:.2f} | {user / tu:.2f}× | {ops:.0f} | {ops / tops:.2f}× | {p99:.0f} |")
+
 path = os.path.join(out, "syscalls.jsonl")
 if os.path.exists(path):
     print("\n### Syscalls per echoed message (server, perf tracepoints)\n")

@@ -9,3 +9,6 @@ start_server() { # kind -> sets SPID, SADDR
 }
 
 stop_server() { kill -TERM "$SPID"; wait "$SPID" || true; }
+
+# A failed step ends the script (set -e): never leave a server running behind it.
+trap '[ -n "${SPID:-}" ] && kill -TERM "$SPID" 2>/dev/null; true' EXIT
