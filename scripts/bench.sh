@@ -3,7 +3,7 @@
 # coreloop, tokio and the raw-mio reference side by side against loadgen, and
 # prints the tables (medians of alternating rounds, ratios to tokio and mio).
 #
-#   scripts/bench.sh [ROUNDS]        # default 5 rounds; about 11 minutes
+#   scripts/bench.sh [ROUNDS]        # default 5 rounds; about 12 minutes
 #
 # Needs: cargo, python3, perf (syscall counts; skipped when absent).
 set -euo pipefail
