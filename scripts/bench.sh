@@ -35,12 +35,8 @@ for round in $(seq "$ROUNDS"); do
   for sc in "${SCENARIOS[@]}"; do
     name=${sc%%|*}; args=${sc#*|}
     for kind in coreloop coreloop-reuseport tokio mio; do
-      start_server "$kind"
       # shellcheck disable=SC2086
-      line=$("$BIN/loadgen" $args --addr "$SADDR" --duration "$DUR" --warmup "$WARM" --server-pid "$SPID" --json)
-      stop_server
-      echo "{\"round\":$round,\"scenario\":\"$name\",\"server\":\"$kind\",\"result\":$line}" >>"$OUT/runs.jsonl"
-      echo "  round $round $name $kind: $(echo "$line" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f ops/s, %.2f us cpu/op" % (r["ops_per_s"], r.get("server_cpu_us_per_op", 0)))')" >&2
+      measure "$round" "$name" "$kind" "$OUT/runs.jsonl" $args
     done
   done
 done
@@ -48,10 +44,7 @@ done
 echo "== 100x64 with one server thread each (the load generator takes the other core)" >&2
 for round in $(seq "$ROUNDS"); do
   for kind in coreloop tokio mio; do
-    THREADS=1 start_server "$kind"
-    line=$("$BIN/loadgen" echo --conns 100 --inflight 1 --size 64 --addr "$SADDR" --duration "$DUR" --warmup "$WARM" --server-pid "$SPID" --json)
-    stop_server
-    echo "{\"round\":$round,\"scenario\":\"100x64-1t\",\"server\":\"$kind\",\"result\":$line}" >>"$OUT/runs1.jsonl"
+    THREADS=1 measure "$round" 100x64-1t "$kind" "$OUT/runs1.jsonl" echo --conns 100 --inflight 1 --size 64
   done
 done
 

@@ -12,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 DUR=${DUR:-3}
+WARM=${WARM:-1}
 THREADS=${THREADS:-2}
 OUT=${OUT:-target/bench-distribution}
 mkdir -p "$OUT"
@@ -33,12 +34,8 @@ for round in $(seq "$ROUNDS"); do
   for sc in "${SCENARIOS[@]}"; do
     name=${sc%%|*}; args=${sc#*|}
     for kind in "${KINDS[@]}"; do
-      start_server "$kind"
       # shellcheck disable=SC2086
-      line=$("$BIN/loadgen" $args --addr "$SADDR" --duration "$DUR" --warmup 1 --server-pid "$SPID" --json)
-      stop_server
-      echo "{\"round\":$round,\"scenario\":\"$name\",\"server\":\"$kind\",\"result\":$line}" >>"$OUT/runs.jsonl"
-      echo "  round $round $name $kind done" >&2
+      measure "$round" "$name" "$kind" "$OUT/runs.jsonl" $args
     done
   done
 done

@@ -12,7 +12,7 @@ for r in runs:
         scenarios.append(r["scenario"])
 
 
-def med(scenario, server, key):
+def med(scenario, server, key, runs=runs):
     vals = [r["result"].get(key, 0) for r in runs if r["scenario"] == scenario and r["server"] == server]
     return statistics.median(vals) if vals else 0
 
@@ -41,8 +41,7 @@ if os.path.exists(path):
     one = [json.loads(l) for l in open(path)]
 
     def med1(server, key):
-        vals = [r["result"].get(key, 0) for r in one if r["server"] == server]
-        return statistics.median(vals) if vals else 0
+        return med("100x64-1t", server, key, one)
 
     print("\n### 100x64 with one server thread each\n")
     print("| server | CPU/op (µs) | ÷ best(tokio, mio) | user CPU/op (µs) | ÷ tokio | ops/s | ÷ tokio | p99 (µs) |")

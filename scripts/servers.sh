@@ -1,5 +1,5 @@
 # Shared by scripts/bench.sh and scripts/bench_distribution.sh (sourced).
-# Expects BIN, THREADS and OUT to be set.
+# Expects BIN, THREADS and OUT (and, for measure, DUR and WARM) to be set.
 
 start_server() { # kind -> sets SPID, SADDR
   "$BIN/bench_server" --kind "$1" --threads "$THREADS" >"$OUT/banner.txt" &
@@ -9,6 +9,19 @@ start_server() { # kind -> sets SPID, SADDR
 }
 
 stop_server() { kill -TERM "$SPID"; wait "$SPID" || true; }
+
+# measure ROUND SCENARIO KIND FILE LOADGEN-ARGS...: starts a KIND server, runs
+# loadgen against it for DUR seconds after WARM, stops it, appends one JSON line
+# to FILE and prints a progress line to stderr.
+measure() {
+  local round=$1 scenario=$2 kind=$3 file=$4 line
+  shift 4
+  start_server "$kind"
+  line=$("$BIN/loadgen" "$@" --addr "$SADDR" --duration "$DUR" --warmup "$WARM" --server-pid "$SPID" --json)
+  stop_server
+  echo "{\"round\":$round,\"scenario\":\"$scenario\",\"server\":\"$kind\",\"result\":$line}" >>"$file"
+  echo "  round $round $scenario $kind: $(echo "$line" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f ops/s, %.2f us cpu/op" % (r["ops_per_s"], r.get("server_cpu_us_per_op", 0)))')" >&2
+}
 
 # A failed step ends the script (set -e): never leave a server running behind it.
 trap '[ -n "${SPID:-}" ] && kill -TERM "$SPID" 2>/dev/null; true' EXIT

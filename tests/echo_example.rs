@@ -133,28 +133,20 @@ fn stats_interval_prints_the_table_and_trace_logs_connection_life() {
     assert_eq!(roundtrip(&c, b"counted"), b"counted");
     // A table after the connection opened: a header, a row per reactor, the total
     // row (one connection open, 7 bytes each way) and the acceptor's back-offs.
-    let mut table = Vec::new();
+    let mut table: Vec<String> = Vec::new();
     let mut seen = Vec::new();
-    loop {
-        let line = server.stderr.recv_timeout(DEADLINE).expect("the stats table");
-        seen.push(line.clone());
+    server.wait_line("a stats table with the connection counted", &mut seen, |line| {
         if line.trim_start().starts_with("reactor ") && line.contains("active") {
             table.clear();
         }
-        table.push(line.clone());
-        if line.starts_with("accept back-offs:") {
-            let total: Vec<&str> = table
-                .iter()
-                .find(|l| l.trim_start().starts_with("total"))
-                .unwrap()
-                .split_whitespace()
-                .collect();
-            // total active accepted closed bytes_in bytes_out …
-            if total[1..6] == ["1", "1", "0", "7", "7"] {
-                break;
-            }
-        }
-    }
+        table.push(line.to_string());
+        let Some(total) = table.iter().find(|l| l.trim_start().starts_with("total")) else {
+            return false;
+        };
+        let total: Vec<&str> = total.split_whitespace().collect();
+        // total active accepted closed bytes_in bytes_out …
+        line.starts_with("accept back-offs:") && total[1..6] == ["1", "1", "0", "7", "7"]
+    });
     assert_eq!(table.len(), 5, "{table:?}");
     assert_eq!(table[4], "accept back-offs: 0");
     drop(c);

@@ -37,23 +37,13 @@ fn survives_exhaustion(distribution: &str) {
 
     // Far more clients than the child has descriptors for.
     let clients: Vec<_> = (0..80).map(|_| connect(server.addr)).collect();
-    let first_warning = loop {
-        let line = server
-            .stderr
-            .recv_timeout(DEADLINE)
-            .expect("an accept back-off warning");
-        if line.contains("accept failed") {
-            break line;
-        }
-    };
+    let mut seen = Vec::new();
+    let first_warning = server.wait_line("an accept back-off warning", &mut seen, |l| l.contains("accept failed"));
     assert!(first_warning.contains("Too many open files"), "{first_warning}");
     // The stats table counts the back-offs.
-    loop {
-        let line = server.stderr.recv_timeout(DEADLINE).expect("a stats table");
-        if line.strip_prefix("accept back-offs: ").is_some_and(|n| n != "0") {
-            break;
-        }
-    }
+    server.wait_line("a stats table counting back-offs", &mut seen, |l| {
+        l.strip_prefix("accept back-offs: ").is_some_and(|n| n != "0")
+    });
 
     // Exhausted, with connections waiting in the backlog: the acceptor must sleep
     // between retries, not spin. A spinning thread would burn ~100 ticks per second.

@@ -146,14 +146,22 @@ fn listeners_get_the_backlog_and_reuseaddr() {
     assert_eq!(found, [coreloop::DEFAULT_BACKLOG]);
 }
 
-/// Reports the options of each connection's socket, read in `on_open`.
-struct Report(mpsc::Sender<Options>);
+/// Reports what `read` finds on each connection's socket in `on_open` (through
+/// `Context::socket`), and echoes.
+struct Probe<T> {
+    tx: mpsc::Sender<T>,
+    read: fn(&SockRef<'_>) -> T,
+}
 
-impl Handler for Report {
+fn probe<T>(tx: &mpsc::Sender<T>, read: fn(&SockRef<'_>) -> T) -> Probe<T> {
+    Probe { tx: tx.clone(), read }
+}
+
+impl<T: Send + 'static> Handler for Probe<T> {
     type Conn = ();
     type Message = ();
     fn on_open(&mut self, cx: &mut Context<'_>) {
-        let _ = self.0.send(options(&cx.socket()));
+        let _ = self.tx.send((self.read)(&cx.socket()));
     }
     fn on_data(&mut self, _: &mut (), cx: &mut Context<'_>, input: &mut BytesMut) {
         cx.write(input);
@@ -175,7 +183,7 @@ fn buffer_sizes_and_keepalive_reach_accepted_and_outbound_connections() {
                 .with_retries(4),
         )
         .bind(localhost())
-        .start(move |_| Report(tx.clone()))
+        .start(move |_| probe(&tx, options))
         .unwrap();
     let want = Options {
         nodelay: true,
@@ -254,22 +262,8 @@ fn an_option_the_kernel_refuses_names_the_option_and_address() {
     );
 }
 
-/// Reports each connection's buffer sizes, read in `on_open`.
-struct Buffers(mpsc::Sender<(usize, usize)>);
-
-impl Handler for Buffers {
-    type Conn = ();
-    type Message = ();
-    fn on_open(&mut self, cx: &mut Context<'_>) {
-        let s = cx.socket();
-        let _ = self
-            .0
-            .send((s.send_buffer_size().unwrap(), s.recv_buffer_size().unwrap()));
-    }
-    fn on_data(&mut self, _: &mut (), cx: &mut Context<'_>, input: &mut BytesMut) {
-        cx.write(input);
-        input.clear();
-    }
+fn buffer_sizes(s: &SockRef<'_>) -> (usize, usize) {
+    (s.send_buffer_size().unwrap(), s.recv_buffer_size().unwrap())
 }
 
 #[test]
@@ -282,17 +276,14 @@ fn unix_connections_get_the_buffer_sizes_too() {
         .send_buffer_size(96 * 1024)
         .recv_buffer_size(80 * 1024)
         .bind_unix(&path)
-        .start(move |_| Buffers(tx.clone()))
+        .start(move |_| probe(&tx, buffer_sizes))
         .unwrap();
     let fresh = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
     fresh.set_send_buffer_size(96 * 1024).unwrap();
     fresh.set_recv_buffer_size(80 * 1024).unwrap();
     let want = (fresh.send_buffer_size().unwrap(), fresh.recv_buffer_size().unwrap());
     let plain = std::os::unix::net::UnixStream::connect(&path).unwrap();
-    let default = (
-        SockRef::from(&plain).send_buffer_size().unwrap(),
-        SockRef::from(&plain).recv_buffer_size().unwrap(),
-    );
+    let default = buffer_sizes(&SockRef::from(&plain));
     assert_ne!(default, want, "the sizes differ from the defaults");
     // Accepted, then both ends of an outbound connection.
     assert_eq!(rx.recv_timeout(DEADLINE).unwrap(), want);

@@ -116,6 +116,24 @@ impl Running {
         self.child.id()
     }
 
+    /// Reads stderr lines until one satisfies `pred` and returns it; panics naming
+    /// `what` once [`DEADLINE`](super::DEADLINE) has passed in all, even while
+    /// other lines keep coming. Lines read on the way are appended to `seen`.
+    pub fn wait_line(&self, what: &str, seen: &mut Vec<String>, mut pred: impl FnMut(&str) -> bool) -> String {
+        let end = std::time::Instant::now() + super::DEADLINE;
+        loop {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .stderr
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("timed out waiting for {what}; saw {seen:?}"));
+            seen.push(line.clone());
+            if pred(&line) {
+                return line;
+            }
+        }
+    }
+
     pub fn signal(&self, sig: &str) {
         let status = Command::new("kill")
             .args([sig, &self.pid().to_string()])
