@@ -56,7 +56,7 @@ impl Acceptor {
         let reactors = handle.reactors();
         let pick = match distribution {
             Distribution::LeastConnections => Pick::LeastConnections(vec![0; reactors]),
-            // Reuse-port mode has no acceptor thread, unless nothing else could be used.
+            // Reuse-port mode starts no acceptor; its arm only keeps the match whole.
             Distribution::RoundRobin | Distribution::ReusePort => Pick::RoundRobin(0),
         };
         Self {
