@@ -121,7 +121,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         idle_timeout: 60,
         grace: 5,
         distribution: Distribution::RoundRobin,
-        backlog: coreloop::DEFAULT_BACKLOG,
+        backlog: coreloop::Builder::DEFAULT_BACKLOG,
         pin_cores: false,
         stats_interval: None,
         log: None,
@@ -258,7 +258,7 @@ fn main() -> ExitCode {
     }
     match joined {
         Ok(report) => {
-            for r in &report.reactors {
+            for r in &report.stats.reactors {
                 eprintln!(
                     "reactor {}: accepted={} closed={} bytes_in={} bytes_out={} panics={}",
                     r.reactor, r.accepted, r.closed, r.bytes_in, r.bytes_out, r.panics

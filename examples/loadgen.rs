@@ -271,7 +271,7 @@ fn run(cfg: Cfg) -> Result<bool, String> {
             let tag = base.elapsed().as_nanos() as u64;
             if cfg.sources > 1 {
                 let from = SocketAddr::from(([127, 0, 0, 1 + (i % cfg.sources as usize) as u8], 0));
-                handle.connect_from(from, cfg.addr, tag).map_err(|e| e.to_string())?;
+                handle.connect_from(cfg.addr, from, tag).map_err(|e| e.to_string())?;
             } else {
                 handle.connect(cfg.addr, tag).map_err(|e| e.to_string())?;
             }

@@ -1,31 +1,22 @@
 //! The acceptor: one thread that owns every listener, accepts in batches (through
-//! [`AcceptLoop`]) and hands each connection to a reactor still running —
-//! round-robin, or the one with the fewest connections. It never reads or writes
-//! connection data.
+//! [`AcceptLoop`], within the connection cap) and hands each connection to a
+//! reactor still running — round-robin, or the one with the fewest connections.
+//! It never reads or writes connection data.
 
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll};
 
-use crate::accept::AcceptLoop;
-use crate::builder::Distribution;
+use crate::admission::AcceptLoop;
+use crate::config::Distribution;
 use crate::handle::Handle;
-use crate::inbox::Inbox;
-use crate::reactor::Command;
+use crate::inbox::{AcceptorCommand, Command, Inbox};
+use crate::token::{self, Source};
 
-/// The acceptor's waker token; listener tokens are their indexes.
-pub(crate) const WAKER: Token = Token(usize::MAX);
-
-/// Commands the acceptor takes from handles and reactors.
-#[derive(Debug)]
-pub(crate) enum AcceptorCommand {
-    /// Close every listener, then tell every reactor to shut down by `deadline`.
-    Shutdown { deadline: Instant },
-}
-
+/// The acceptor thread's state.
 pub(crate) struct Acceptor {
     poll: Poll,
     accept: AcceptLoop,
@@ -81,7 +72,7 @@ impl Acceptor {
 
     fn serve(&mut self) -> Instant {
         for (i, l) in self.accept.listeners.iter_mut().enumerate() {
-            if let Err(e) = self.poll.registry().register(l, Token(i), Interest::READABLE) {
+            if let Err(e) = self.poll.registry().register(l, token::listener(i), Interest::READABLE) {
                 log::error!("coreloop: cannot register listener {i}: {e}; stopping");
                 return Instant::now();
             }
@@ -101,20 +92,24 @@ impl Acceptor {
                 return Instant::now();
             }
             for ev in events.iter() {
-                if ev.token() == WAKER {
-                    self.inbox.drain_into(&mut commands);
-                    if let Some(AcceptorCommand::Shutdown { deadline }) = commands.pop() {
-                        return deadline;
+                match Source::of(ev.token()) {
+                    Source::Waker => {
+                        self.inbox.drain_into(&mut commands);
+                        if let Some(AcceptorCommand::Shutdown { deadline }) = commands.pop() {
+                            return deadline;
+                        }
                     }
-                } else {
-                    self.accept.mark(ev.token().0);
+                    Source::Listener(i) => self.accept.mark(i),
+                    Source::Pending(_) | Source::Conn(_) => {} // not registered here
                 }
             }
             let (handle, batches, pick) = (&self.handle, &mut self.batches, &mut self.pick);
-            self.accept.accept(handle, |stream, peer| match pick.next(handle) {
-                Some(r) => batches[r].push(Command::Open(stream, peer)),
-                // No reactor is left: drop it (closing the socket).
-                None => handle.connection_closed(),
+            self.accept.accept(|stream, peer, slot| {
+                // With no reactor left the connection is dropped: its socket
+                // closes and its slot gives the place back.
+                if let Some(r) = pick.next(handle) {
+                    batches[r].push(Command::Open(stream, peer, slot));
+                }
             });
             self.dispatch();
             if self.handle.shared().reactors.iter().all(|r| r.is_closed()) {
@@ -136,9 +131,7 @@ impl Acceptor {
                     "coreloop: reactor {r} has stopped; dropping {} connection(s)",
                     self.batches[r].len()
                 );
-                for _ in self.batches[r].drain(..) {
-                    self.handle.connection_closed();
-                }
+                self.batches[r].clear(); // their slots give their places back
             }
         }
     }

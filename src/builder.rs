@@ -1,5 +1,9 @@
-//! Configuration: the [`Builder`], every default in one place, and the one function
-//! that validates a configuration before any thread starts.
+//! Configuration: the [`Builder`], every default and limit (its associated
+//! constants), and the one function that validates a configuration before any
+//! socket is opened or thread started.
+//!
+//! Most of this file's length is the documentation of each option: what it
+//! bounds, its default and why; it holds no logic beyond `validate`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,262 +11,10 @@ use std::time::Duration;
 
 use socket2::TcpKeepalive;
 
+use crate::config::{Config, Distribution, ListenSpec};
 use crate::error::{Error, Result};
 use crate::handler::Handler;
-use crate::net::{ListenOptions, SocketOptions};
 use crate::server::Server;
-
-/// Default listen backlog: the argument to `listen()`. Large enough to absorb a burst
-/// of connects while the acceptor is busy or paused at the connection cap; the
-/// kernel caps it further at `net.core.somaxconn`.
-pub const DEFAULT_BACKLOG: u32 = 1024;
-
-/// Default size of each reactor's shared read buffer (64 KiB): one read takes up to
-/// this much, and it is allocated once per reactor, never per connection.
-pub const DEFAULT_READ_BUFFER: usize = 64 * 1024;
-
-/// Default number of full reads one connection gets per loop turn before the reactor
-/// serves others (fairness): with the default buffer, 1 MiB per turn.
-pub const DEFAULT_READ_BUDGET: usize = 16;
-
-/// Default capacity of the readiness event list handed to each `poll`.
-pub const DEFAULT_EVENTS: usize = 1024;
-
-/// Default bound on each reactor's command inbox (commands from a `Handle`).
-pub const DEFAULT_INBOX_CAPACITY: usize = 64 * 1024;
-
-/// The most reactors a server may run: one per core is the intent; this only
-/// refuses absurd values before threads are spawned.
-pub const MAX_REACTORS: usize = 1024;
-
-/// Default cap on open connections across all reactors.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1 << 20;
-
-/// Default output high watermark (256 KiB): above it the reactor stops reading the
-/// connection until its queued output drains below the low watermark.
-pub const DEFAULT_HIGH_WATERMARK: usize = 256 * 1024;
-
-/// Default output low watermark (64 KiB).
-pub const DEFAULT_LOW_WATERMARK: usize = 64 * 1024;
-
-/// Default limit on output queued for one connection (64 MiB): past it the
-/// connection is closed, since its peer is not reading.
-pub const DEFAULT_MAX_OUTPUT: usize = 64 * 1024 * 1024;
-
-/// Default limit on input a handler may leave unconsumed (1 MiB).
-pub const DEFAULT_MAX_INPUT: usize = 1024 * 1024;
-
-/// Default linger time (2 s): after a graceful close sends its FIN, how long the
-/// reactor waits for the peer to close before closing anyway.
-pub const DEFAULT_LINGER: Duration = Duration::from_secs(2);
-
-/// Default time an outbound connect may take before it fails with `TimedOut` (10 s).
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Default pause after `accept` fails for lack of descriptors or memory (250 ms).
-pub const DEFAULT_ACCEPT_BACKOFF: Duration = Duration::from_millis(250);
-
-/// The largest socket buffer size accepted by
-/// [`send_buffer_size`](Builder::send_buffer_size) and
-/// [`recv_buffer_size`](Builder::recv_buffer_size) (1 GiB); the kernel caps it
-/// further (`net.core.wmem_max`, `net.core.rmem_max`).
-pub const MAX_SOCKET_BUFFER: usize = 1 << 30;
-
-/// How accepted connections are spread over the reactors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Distribution {
-    /// One acceptor thread owns the listeners and hands connections to the
-    /// reactors in turn (skipping any that stopped). The default: exact balance by
-    /// connection count.
-    #[default]
-    RoundRobin,
-    /// One acceptor thread hands each connection to the running reactor with the
-    /// fewest open connections (read from the reactors' counters, without a lock,
-    /// counting connections handed over and not yet taken on). Fills a reactor
-    /// emptied by closes first; suits connections of very different lifetimes.
-    LeastConnections,
-    /// No acceptor thread: every reactor opens its own `SO_REUSEPORT` listener on
-    /// each bind address and accepts for itself; the kernel spreads connections by
-    /// hashing. Saves the hand-off (a wake and a context switch per accept batch);
-    /// balance is statistical. Linux only; TCP `bind` addresses only.
-    ReusePort,
-}
-
-/// A validated-on-start server configuration.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) reactors: usize,
-    pub(crate) backlog: u32,
-    pub(crate) nodelay: bool,
-    pub(crate) read_buffer: usize,
-    pub(crate) read_budget: usize,
-    pub(crate) events: usize,
-    pub(crate) inbox_capacity: usize,
-    pub(crate) max_connections: usize,
-    pub(crate) high_watermark: usize,
-    pub(crate) low_watermark: usize,
-    pub(crate) max_input: usize,
-    pub(crate) max_output: usize,
-    pub(crate) accept_backoff: Duration,
-    pub(crate) idle_timeout: Option<Duration>,
-    pub(crate) linger: Duration,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) distribution: Distribution,
-    pub(crate) send_buffer: Option<usize>,
-    pub(crate) recv_buffer: Option<usize>,
-    pub(crate) keepalive: Option<TcpKeepalive>,
-    pub(crate) pin_cores: bool,
-}
-
-/// A listener to open (or adopt) at start.
-#[derive(Debug)]
-pub(crate) enum ListenSpec {
-    Tcp(SocketAddr),
-    Unix(PathBuf),
-    TcpListener(std::net::TcpListener),
-    UnixListener(std::os::unix::net::UnixListener),
-    /// Every socket passed by a service manager (`LISTEN_FDS`).
-    ListenFds,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            reactors: num_cpus::get(),
-            backlog: DEFAULT_BACKLOG,
-            nodelay: true,
-            read_buffer: DEFAULT_READ_BUFFER,
-            read_budget: DEFAULT_READ_BUDGET,
-            events: DEFAULT_EVENTS,
-            inbox_capacity: DEFAULT_INBOX_CAPACITY,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            high_watermark: DEFAULT_HIGH_WATERMARK,
-            low_watermark: DEFAULT_LOW_WATERMARK,
-            max_input: DEFAULT_MAX_INPUT,
-            max_output: DEFAULT_MAX_OUTPUT,
-            accept_backoff: DEFAULT_ACCEPT_BACKOFF,
-            idle_timeout: None,
-            linger: DEFAULT_LINGER,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            distribution: Distribution::RoundRobin,
-            send_buffer: None,
-            recv_buffer: None,
-            keepalive: None,
-            pin_cores: false,
-        }
-    }
-}
-
-impl Config {
-    /// The options every TCP connection gets.
-    pub(crate) fn socket_options(&self) -> SocketOptions {
-        SocketOptions {
-            nodelay: self.nodelay,
-            send_buffer: self.send_buffer,
-            recv_buffer: self.recv_buffer,
-            keepalive: self.keepalive.clone(),
-        }
-    }
-
-    /// The options listeners are opened with.
-    pub(crate) fn listen_options(&self) -> ListenOptions {
-        ListenOptions {
-            backlog: self.backlog,
-            reuse_port: self.distribution == Distribution::ReusePort,
-            socket: self.socket_options(),
-        }
-    }
-
-    /// Refuses every invalid setting, naming the option. Runs before any socket is
-    /// opened or thread spawned.
-    pub(crate) fn validate(&self) -> Result<()> {
-        let refuse = |option, reason: String| Err(Error::Config { option, reason });
-        if self.reactors == 0 {
-            return refuse("reactors", "must be at least 1".into());
-        }
-        if self.reactors > MAX_REACTORS {
-            return refuse(
-                "reactors",
-                format!("{} is more than the maximum of {MAX_REACTORS}", self.reactors),
-            );
-        }
-        if self.backlog == 0 {
-            return refuse("backlog", "must be at least 1".into());
-        }
-        if !(1024..=16 * 1024 * 1024).contains(&self.read_buffer) {
-            return refuse(
-                "read_buffer_size",
-                format!("{} is outside 1 KiB..=16 MiB", self.read_buffer),
-            );
-        }
-        if self.read_budget == 0 {
-            return refuse("read_budget", "must be at least 1".into());
-        }
-        if self.events == 0 {
-            return refuse("events_capacity", "must be at least 1".into());
-        }
-        if self.inbox_capacity == 0 {
-            return refuse("inbox_capacity", "must be at least 1".into());
-        }
-        if self.max_connections == 0 {
-            return refuse("max_connections", "must be at least 1".into());
-        }
-        if self.high_watermark == 0 {
-            return refuse("write_watermarks", "the high watermark must be at least 1".into());
-        }
-        if self.low_watermark > self.high_watermark {
-            return refuse(
-                "write_watermarks",
-                format!("low ({}) is above high ({})", self.low_watermark, self.high_watermark),
-            );
-        }
-        if self.max_input == 0 {
-            return refuse("max_input", "must be at least 1".into());
-        }
-        if self.max_output < self.high_watermark {
-            return refuse(
-                "max_output",
-                format!(
-                    "{} is below the high watermark ({})",
-                    self.max_output, self.high_watermark
-                ),
-            );
-        }
-        if self.accept_backoff < Duration::from_millis(1) || self.accept_backoff > Duration::from_secs(60) {
-            return refuse(
-                "accept_backoff",
-                format!(
-                    "{:?} is outside 1 ms..=60 s (zero would retry accept in a busy loop)",
-                    self.accept_backoff
-                ),
-            );
-        }
-        if self.connect_timeout.is_zero() {
-            return refuse("connect_timeout", "must be more than zero".into());
-        }
-        if self.linger > Duration::from_secs(60) {
-            return refuse("linger", format!("{:?} is more than 60 s", self.linger));
-        }
-        for (option, size) in [
-            ("send_buffer_size", self.send_buffer),
-            ("recv_buffer_size", self.recv_buffer),
-        ] {
-            if let Some(n) = size
-                && !(1..=MAX_SOCKET_BUFFER).contains(&n)
-            {
-                return refuse(option, format!("{n} is outside 1..={MAX_SOCKET_BUFFER}"));
-            }
-        }
-        if self.idle_timeout.is_some_and(|t| t < Duration::from_millis(1)) {
-            return refuse(
-                "idle_timeout",
-                "must be at least 1 ms; pass `None` to turn it off".into(),
-            );
-        }
-        Ok(())
-    }
-}
 
 /// Configures and starts a [`Server`]. Made by [`Server::builder`].
 ///
@@ -294,11 +46,102 @@ impl Config {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[must_use = "a builder does nothing until `start` is called"]
 pub struct Builder {
     config: Config,
     listeners: Vec<ListenSpec>,
+}
+
+/// Defaults, and the limits `start` enforces.
+impl Builder {
+    /// Default listen backlog: the argument to `listen()`. Large enough to absorb a
+    /// burst of connects while the acceptor is busy or paused at the connection
+    /// cap; the kernel caps it further at `net.core.somaxconn`.
+    pub const DEFAULT_BACKLOG: u32 = 1024;
+
+    /// Default size of each reactor's shared read buffer (64 KiB): one read takes
+    /// up to this much, and it is allocated once per reactor, never per connection.
+    pub const DEFAULT_READ_BUFFER: usize = 64 * 1024;
+
+    /// Default number of full reads one connection gets per loop turn before the
+    /// reactor serves others (fairness): with the default buffer, 1 MiB per turn.
+    pub const DEFAULT_READ_BUDGET: usize = 16;
+
+    /// Default bound on each reactor's command inbox (commands from a `Handle`).
+    pub const DEFAULT_INBOX_CAPACITY: usize = 64 * 1024;
+
+    /// Default cap on open connections across all reactors (2^20).
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 1 << 20;
+
+    /// Default output high watermark (256 KiB): above it the reactor stops reading
+    /// the connection until its queued output drains below the low watermark.
+    pub const DEFAULT_HIGH_WATERMARK: usize = 256 * 1024;
+
+    /// Default output low watermark (64 KiB).
+    pub const DEFAULT_LOW_WATERMARK: usize = 64 * 1024;
+
+    /// Default limit on output queued for one connection (64 MiB): past it the
+    /// connection is closed, since its peer is not reading.
+    pub const DEFAULT_MAX_OUTPUT: usize = 64 * 1024 * 1024;
+
+    /// Default limit on input a handler may leave unconsumed (1 MiB).
+    pub const DEFAULT_MAX_INPUT: usize = 1024 * 1024;
+
+    /// Default linger time (2 s): after a graceful close sends its FIN, how long
+    /// the reactor waits for the peer to close before closing anyway.
+    pub const DEFAULT_LINGER: Duration = Duration::from_secs(2);
+
+    /// Default time an outbound connect may take before it fails with `TimedOut`
+    /// (10 s).
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// Default pause after `accept` fails for lack of descriptors or memory
+    /// (250 ms).
+    pub const DEFAULT_ACCEPT_BACKOFF: Duration = Duration::from_millis(250);
+
+    /// The most reactors a server may run: one per core is the intent; this only
+    /// refuses absurd values before threads are spawned.
+    pub const MAX_REACTORS: usize = 1024;
+
+    /// The largest socket buffer size accepted by
+    /// [`send_buffer_size`](Builder::send_buffer_size) and
+    /// [`recv_buffer_size`](Builder::recv_buffer_size) (1 GiB); the kernel caps it
+    /// further (`net.core.wmem_max`, `net.core.rmem_max`).
+    pub const MAX_SOCKET_BUFFER: usize = 1 << 30;
+
+    /// The longest [`linger`](Builder::linger) time (60 s).
+    pub const MAX_LINGER: Duration = Duration::from_secs(60);
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            config: Config {
+                reactors: num_cpus::get(),
+                backlog: Self::DEFAULT_BACKLOG,
+                nodelay: true,
+                read_buffer: Self::DEFAULT_READ_BUFFER,
+                read_budget: Self::DEFAULT_READ_BUDGET,
+                inbox_capacity: Self::DEFAULT_INBOX_CAPACITY,
+                max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+                high_watermark: Self::DEFAULT_HIGH_WATERMARK,
+                low_watermark: Self::DEFAULT_LOW_WATERMARK,
+                max_input: Self::DEFAULT_MAX_INPUT,
+                max_output: Self::DEFAULT_MAX_OUTPUT,
+                accept_backoff: Self::DEFAULT_ACCEPT_BACKOFF,
+                idle_timeout: None,
+                linger: Self::DEFAULT_LINGER,
+                connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+                distribution: Distribution::RoundRobin,
+                send_buffer: None,
+                recv_buffer: None,
+                keepalive: None,
+                pin_cores: false,
+            },
+            listeners: Vec::new(),
+        }
+    }
 }
 
 impl Builder {
@@ -385,7 +228,9 @@ impl Builder {
     }
 
     /// How long an outbound connect may take before it fails with `TimedOut`.
-    /// Default [`DEFAULT_CONNECT_TIMEOUT`].
+    /// Default [`DEFAULT_CONNECT_TIMEOUT`](Self::DEFAULT_CONNECT_TIMEOUT); more than
+    /// zero. Any longer duration is accepted: one too long for the clock to
+    /// represent (`Duration::MAX`) means no timeout in practice.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.config.connect_timeout = timeout;
         self
@@ -394,7 +239,7 @@ impl Builder {
     /// The listen backlog (the argument to `listen()`): how many connections the
     /// kernel completes and queues while the acceptor is busy or paused at the
     /// connection cap; past it new connects wait (their SYN is dropped and
-    /// retried). Default [`DEFAULT_BACKLOG`]; the kernel caps it at
+    /// retried). Default [`DEFAULT_BACKLOG`](Self::DEFAULT_BACKLOG); the kernel caps it at
     /// `net.core.somaxconn`. Listeners passed in already listening keep theirs.
     pub fn backlog(mut self, backlog: u32) -> Self {
         self.config.backlog = backlog;
@@ -416,7 +261,7 @@ impl Builder {
     /// The kernel send buffer size (`SO_SNDBUF`) of connections. Default: the
     /// kernel's, which grows it on demand for TCP (`net.ipv4.tcp_wmem`); setting
     /// it fixes it. Linux doubles the value for its bookkeeping and caps it at
-    /// `net.core.wmem_max`. 1 byte to [`MAX_SOCKET_BUFFER`].
+    /// `net.core.wmem_max`. 1 byte to [`MAX_SOCKET_BUFFER`](Self::MAX_SOCKET_BUFFER).
     ///
     /// TCP sockets inherit it from the listener; accepted Unix sockets do not, so
     /// for them it costs one `setsockopt` per accept (only when set).
@@ -428,7 +273,7 @@ impl Builder {
     /// The kernel receive buffer size (`SO_RCVBUF`) of connections; for TCP set
     /// before `listen`/`connect`, so it also sizes the window scale. Default: the
     /// kernel's (auto-tuned for TCP, `net.ipv4.tcp_rmem`). Linux doubles the value
-    /// and caps it at `net.core.rmem_max`. 1 byte to [`MAX_SOCKET_BUFFER`]. Unix
+    /// and caps it at `net.core.rmem_max`. 1 byte to [`MAX_SOCKET_BUFFER`](Self::MAX_SOCKET_BUFFER). Unix
     /// sockets: as for [`send_buffer_size`](Self::send_buffer_size).
     pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
         self.config.recv_buffer = Some(bytes);
@@ -467,7 +312,7 @@ impl Builder {
         self
     }
 
-    /// Size of each reactor's shared read buffer. Default [`DEFAULT_READ_BUFFER`];
+    /// Size of each reactor's shared read buffer. Default [`DEFAULT_READ_BUFFER`](Self::DEFAULT_READ_BUFFER);
     /// 1 KiB to 16 MiB.
     pub fn read_buffer_size(mut self, bytes: usize) -> Self {
         self.config.read_buffer = bytes;
@@ -475,7 +320,7 @@ impl Builder {
     }
 
     /// Full reads one connection gets per loop turn before others are served.
-    /// Default [`DEFAULT_READ_BUDGET`].
+    /// Default [`DEFAULT_READ_BUDGET`](Self::DEFAULT_READ_BUDGET).
     pub fn read_budget(mut self, reads: usize) -> Self {
         self.config.read_budget = reads;
         self
@@ -483,7 +328,7 @@ impl Builder {
 
     /// Bound on each reactor's command inbox: a [`Handle`](crate::Handle) command
     /// sent to a reactor whose inbox is full fails with
-    /// [`Error::InboxFull`](crate::Error::InboxFull). Default [`DEFAULT_INBOX_CAPACITY`].
+    /// [`Error::InboxFull`](crate::Error::InboxFull). Default [`DEFAULT_INBOX_CAPACITY`](Self::DEFAULT_INBOX_CAPACITY).
     pub fn inbox_capacity(mut self, commands: usize) -> Self {
         self.config.inbox_capacity = commands;
         self
@@ -492,7 +337,7 @@ impl Builder {
     /// Cap on open connections across all reactors. At the cap the acceptor stops
     /// accepting — new connections wait in the kernel's listen backlog, none is
     /// accepted and dropped — and resumes as soon as one closes.
-    /// Default [`DEFAULT_MAX_CONNECTIONS`].
+    /// Default [`DEFAULT_MAX_CONNECTIONS`](Self::DEFAULT_MAX_CONNECTIONS).
     pub fn max_connections(mut self, n: usize) -> Self {
         self.config.max_connections = n;
         self
@@ -502,7 +347,7 @@ impl Builder {
     /// the socket. Above `high` the reactor stops reading the connection (so a peer
     /// that sends and never reads cannot grow the server's memory); once the queue
     /// drains to `low` or below, reading resumes. Defaults
-    /// [`DEFAULT_LOW_WATERMARK`] and [`DEFAULT_HIGH_WATERMARK`].
+    /// [`DEFAULT_LOW_WATERMARK`](Self::DEFAULT_LOW_WATERMARK) and [`DEFAULT_HIGH_WATERMARK`](Self::DEFAULT_HIGH_WATERMARK).
     pub fn write_watermarks(mut self, low: usize, high: usize) -> Self {
         self.config.low_watermark = low;
         self.config.high_watermark = high;
@@ -512,7 +357,7 @@ impl Builder {
     /// The most input a handler may leave unconsumed (a partial frame). A
     /// connection whose unconsumed input grows past it is closed with
     /// [`CloseReason::InputLimit`](crate::CloseReason::InputLimit). Default
-    /// [`DEFAULT_MAX_INPUT`].
+    /// [`DEFAULT_MAX_INPUT`](Self::DEFAULT_MAX_INPUT).
     pub fn max_input(mut self, bytes: usize) -> Self {
         self.config.max_input = bytes;
         self
@@ -523,7 +368,7 @@ impl Builder {
     /// by the socket). Past it the connection is closed with
     /// [`CloseReason::OutputLimit`](crate::CloseReason::OutputLimit): the watermarks
     /// stop a connection's own input from growing its queue, this bounds what
-    /// others send to a peer that does not read. Default [`DEFAULT_MAX_OUTPUT`]; at
+    /// others send to a peer that does not read. Default [`DEFAULT_MAX_OUTPUT`](Self::DEFAULT_MAX_OUTPUT); at
     /// least the high watermark.
     pub fn max_output(mut self, bytes: usize) -> Self {
         self.config.max_output = bytes;
@@ -534,7 +379,8 @@ impl Builder {
     /// ([`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout)). Off
     /// (`None`) by default. The check is coarse — a connection closes between
     /// `timeout` and `timeout` + 1/8 of it — and costs nothing per read or write
-    /// beyond recording the time.
+    /// beyond recording the time. At least 1 ms; any longer duration is accepted
+    /// (`Duration::MAX` never fires in practice).
     pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.config.idle_timeout = timeout.into();
         self
@@ -545,7 +391,7 @@ impl Builder {
     /// writes every queued byte, then shuts down the sending side and reads (and
     /// drops) input until the peer closes, so a peer still sending cannot make the
     /// kernel reset the connection and discard the end of the reply. Zero closes
-    /// right after the FIN. Default [`DEFAULT_LINGER`]; at most 60 s.
+    /// right after the FIN. Default [`DEFAULT_LINGER`](Self::DEFAULT_LINGER); at most 60 s.
     pub fn linger(mut self, time: Duration) -> Self {
         self.config.linger = time;
         self
@@ -553,7 +399,7 @@ impl Builder {
 
     /// How long the acceptor pauses when `accept` fails for lack of descriptors
     /// or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`), instead of retrying in a
-    /// busy loop. Default [`DEFAULT_ACCEPT_BACKOFF`]; 1 ms to 60 s.
+    /// busy loop. Default [`DEFAULT_ACCEPT_BACKOFF`](Self::DEFAULT_ACCEPT_BACKOFF); 1 ms to 60 s.
     pub fn accept_backoff(mut self, pause: Duration) -> Self {
         self.config.accept_backoff = pause;
         self
@@ -572,22 +418,100 @@ impl Builder {
         H: Handler,
         F: FnMut(usize) -> H,
     {
-        self.config.validate()?;
-        if self.config.distribution == Distribution::ReusePort {
-            if !cfg!(target_os = "linux") {
-                return Err(Error::Config {
-                    option: "distribution",
-                    reason: "reuse-port distribution needs Linux".into(),
-                });
-            }
-            if self.listeners.iter().any(|l| !matches!(l, ListenSpec::Tcp(_))) {
-                return Err(Error::Config {
-                    option: "distribution",
-                    reason: "reuse-port distribution serves TCP `bind` addresses only".into(),
-                });
+        self.validate()?;
+        Server::start(self.config, self.listeners, factory)
+    }
+
+    /// Refuses every invalid setting, naming the option. Runs before any socket is
+    /// opened or thread spawned.
+    fn validate(&self) -> Result<()> {
+        let refuse = |option, reason: String| Err(Error::Config { option, reason });
+        let c = &self.config;
+        if c.reactors == 0 {
+            return refuse("reactors", "must be at least 1".into());
+        }
+        if c.reactors > Self::MAX_REACTORS {
+            return refuse(
+                "reactors",
+                format!("{} is more than the maximum of {}", c.reactors, Self::MAX_REACTORS),
+            );
+        }
+        if c.backlog == 0 {
+            return refuse("backlog", "must be at least 1".into());
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&c.read_buffer) {
+            return refuse(
+                "read_buffer_size",
+                format!("{} is outside 1 KiB..=16 MiB", c.read_buffer),
+            );
+        }
+        if c.read_budget == 0 {
+            return refuse("read_budget", "must be at least 1".into());
+        }
+        if c.inbox_capacity == 0 {
+            return refuse("inbox_capacity", "must be at least 1".into());
+        }
+        if c.max_connections == 0 {
+            return refuse("max_connections", "must be at least 1".into());
+        }
+        if c.high_watermark == 0 {
+            return refuse("write_watermarks", "the high watermark must be at least 1".into());
+        }
+        if c.low_watermark > c.high_watermark {
+            return refuse(
+                "write_watermarks",
+                format!("low ({}) is above high ({})", c.low_watermark, c.high_watermark),
+            );
+        }
+        if c.max_input == 0 {
+            return refuse("max_input", "must be at least 1".into());
+        }
+        if c.max_output < c.high_watermark {
+            return refuse(
+                "max_output",
+                format!("{} is below the high watermark ({})", c.max_output, c.high_watermark),
+            );
+        }
+        if c.accept_backoff < Duration::from_millis(1) || c.accept_backoff > Duration::from_secs(60) {
+            return refuse(
+                "accept_backoff",
+                format!(
+                    "{:?} is outside 1 ms..=60 s (zero would retry accept in a busy loop)",
+                    c.accept_backoff
+                ),
+            );
+        }
+        if c.connect_timeout.is_zero() {
+            return refuse("connect_timeout", "must be more than zero".into());
+        }
+        if c.linger > Self::MAX_LINGER {
+            return refuse("linger", format!("{:?} is more than {:?}", c.linger, Self::MAX_LINGER));
+        }
+        for (option, size) in [("send_buffer_size", c.send_buffer), ("recv_buffer_size", c.recv_buffer)] {
+            if let Some(n) = size
+                && !(1..=Self::MAX_SOCKET_BUFFER).contains(&n)
+            {
+                return refuse(option, format!("{n} is outside 1..={}", Self::MAX_SOCKET_BUFFER));
             }
         }
-        Server::start(self.config, self.listeners, factory)
+        if c.idle_timeout.is_some_and(|t| t < Duration::from_millis(1)) {
+            return refuse(
+                "idle_timeout",
+                "must be at least 1 ms; pass `None` to turn it off".into(),
+            );
+        }
+        if c.distribution == Distribution::ReusePort {
+            if !cfg!(target_os = "linux") {
+                return refuse("distribution", "reuse-port distribution needs Linux".into());
+            }
+            if self.listeners.iter().any(|l| !matches!(l, ListenSpec::Tcp(_))) {
+                return refuse(
+                    "distribution",
+                    "reuse-port distribution serves TCP `bind` addresses only".into(),
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -597,17 +521,16 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        Config::default().validate().unwrap();
+        Builder::default().validate().unwrap();
     }
 
     #[test]
     fn inverted_watermarks_name_the_option() {
-        let c = Config {
-            high_watermark: 10,
-            low_watermark: 20,
-            ..Config::default()
-        };
-        let e = c.validate().unwrap_err().to_string();
+        let e = Builder::default()
+            .write_watermarks(20, 10)
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("write_watermarks") && e.contains("above high"), "{e}");
     }
 }

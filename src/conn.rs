@@ -1,5 +1,47 @@
-//! One connection's state inside a reactor's slab: its socket, the user's state, the
-//! input it has not consumed, and the output the socket has not taken.
+//! One connection inside a reactor's slab: its socket, the user's state, the input
+//! it has not consumed, the output the socket has not taken — and where it is in
+//! its life, as types.
+//!
+//! # The lifecycle
+//!
+//! ```text
+//!            ┌──────────── Open { read, write } ────────────┐
+//!            │ read:  Reading ⇄ Paused (output above high)   │
+//!            │        Reading/Paused → Eof (peer's FIN read) │
+//!            │ write: Open → ShutRequested → Shut (our FIN)  │
+//!            └───────┬────────────────────────┬─────────────┘
+//!     close, output  │                        │ close, nothing queued
+//!     still queued   ▼                        │
+//!       Flushing { reason, eof }              │
+//!            │ queue drained                  │
+//!            ▼                                ▼
+//!       Lingering { reason }  ◄───── our FIN sent (unless the peer's came first,
+//!            │                       or lingering is off: then closed at once)
+//!            │ peer's end of stream, or the linger time
+//!            ▼
+//!         closed (removed from the slab; `on_close`)
+//! ```
+//!
+//! Each state holds only what is true in it: a flushing connection cannot be
+//! paused or half-closed by us (it is not read, and its FIN has not been sent), a
+//! lingering one has sent its FIN and only reads to drop. Functions that may end a
+//! connection return a [`Verdict`], which the caller must act on; only the reactor's
+//! `close` removes a connection, so none is used after it was decided closed.
+//!
+//! # Room for what comes next
+//!
+//! Two layers fit into this shape without changing it:
+//!
+//! - **A preamble phase** before `Open`: work done before the handler's `on_open`,
+//!   bounded in bytes and time — reading a PROXY-protocol header, a TLS handshake.
+//!   It becomes a `Phase::Preamble` variant holding its own progress; the handler
+//!   never sees a connection in it, and a failed preamble closes with a reason of
+//!   its own.
+//! - **A transport** between the socket and the handler's bytes: plain (the
+//!   identity, what exists today, costing nothing) or TLS (decrypting into `input`,
+//!   encrypting what the handler staged). It becomes a field beside `stream`; the
+//!   read and write paths go through it, and `input`/`output` keep holding the
+//!   handler's bytes, so the watermarks and limits count what the handler sees.
 //!
 //! Buffers here exist only while needed: an idle connection holds neither an input
 //! buffer nor an output queue. This file moves bytes to the socket; it never calls
@@ -7,13 +49,60 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::ops::ControlFlow;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::context::Origin;
+use crate::admission::Slot;
+use crate::context::{ConnRef, Origin};
+use crate::endpoint::PeerAddr;
 use crate::handler::CloseReason;
-use crate::net::{PeerAddr, Stream};
+use crate::id::ConnId;
+use crate::net::Stream;
 use crate::outbuf::MAX_IOV;
+
+/// What an operation on a connection decided: `Continue(())` to keep serving it,
+/// `Break(reason)` to close it for `reason`. `#[must_use]` (as `ControlFlow` is),
+/// and `?` passes a `Break` up to the one place that closes.
+pub(crate) type Verdict = ControlFlow<CloseReason>;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Serving: the handler sees its input and writes its output.
+    Open { read: Read, write: Write },
+    /// A close was decided while output was queued: the queue drains first; input
+    /// waits in the socket unread (no CPU spent on a peer that floods).
+    Flushing {
+        reason: CloseReason,
+        /// The peer's end of stream was read before the close was decided.
+        eof: bool,
+    },
+    /// Our FIN is sent; input is read and dropped until the peer's end of stream
+    /// or the linger time, so the kernel never resets what we sent.
+    Lingering { reason: CloseReason },
+}
+
+/// The receiving direction of an open connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Read {
+    Reading,
+    /// Output passed the high watermark: not read until it drains to the low one.
+    Paused,
+    /// The peer's end of stream was read: nothing more will come.
+    Eof,
+}
+
+/// The sending direction of an open connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Write {
+    Open,
+    /// The handler asked for a half-close: our FIN goes once the queue drains;
+    /// later writes are discarded.
+    ShutRequested,
+    /// Our FIN is sent: writes are discarded.
+    Shut,
+}
 
 #[derive(Debug)]
 pub(crate) struct Conn<S> {
@@ -21,54 +110,72 @@ pub(crate) struct Conn<S> {
     pub(crate) peer: PeerAddr,
     pub(crate) origin: Origin,
     pub(crate) generation: u64,
+    /// Its place under the connection cap (accepted connections only); given
+    /// back when the connection is dropped.
+    pub(crate) slot: Option<Slot>,
     pub(crate) state: S,
+    pub(crate) phase: Phase,
     /// Input the handler left unconsumed (a partial frame). Unallocated when empty.
     pub(crate) input: BytesMut,
     /// Output the socket has not taken yet. Unallocated when empty.
     pub(crate) output: VecDeque<Bytes>,
     /// Bytes in `output`.
     pub(crate) queued: usize,
-    /// Set once a close was decided; the connection closes when `output` drains.
-    pub(crate) closing: Option<CloseReason>,
-    /// Reading stopped because `queued` passed the high watermark.
-    pub(crate) read_paused: bool,
-    /// Waiting in the reactor's ready list for another read turn.
-    pub(crate) in_ready: bool,
-    /// A readiness event reported the read side closed: read on to end of stream.
+    /// Readiness hints, not states: a readiness event reported the peer's FIN
+    /// (read on to the end of stream: it raises no further edge) …
     pub(crate) fin_seen: bool,
-    /// End of stream was read.
-    pub(crate) eof: bool,
-    /// The handler asked to shut down writing once `output` drains.
-    pub(crate) shutdown_write: bool,
-    /// Writing is shut down: output is discarded.
-    pub(crate) write_shut: bool,
-    /// Our FIN is sent; waiting for the peer's end of stream before closing.
-    pub(crate) lingering: bool,
+    /// … and the connection waits in the reactor's ready list for a read turn.
+    pub(crate) in_ready: bool,
     /// The tick of the last byte read or written (idle timeout).
     pub(crate) last_active: u64,
 }
 
 impl<S> Conn<S> {
-    pub(crate) fn new(stream: Stream, peer: PeerAddr, origin: Origin, generation: u64, state: S, now: u64) -> Self {
+    pub(crate) fn new(
+        stream: Stream,
+        peer: PeerAddr,
+        origin: Origin,
+        slot: Option<Slot>,
+        generation: u64,
+        state: S,
+        now: u64,
+    ) -> Self {
         Self {
             stream,
             peer,
             origin,
             generation,
+            slot,
             state,
+            phase: Phase::Open {
+                read: Read::Reading,
+                write: Write::Open,
+            },
             input: BytesMut::new(),
             output: VecDeque::new(),
             queued: 0,
-            closing: None,
-            read_paused: false,
-            in_ready: false,
             fin_seen: false,
-            eof: false,
-            shutdown_write: false,
-            write_shut: false,
-            lingering: false,
+            in_ready: false,
             last_active: now,
         }
+    }
+
+    /// The connection as a handler's context sees it, and its state, borrowed
+    /// together.
+    pub(crate) fn split(&mut self, id: ConnId) -> (ConnRef<'_>, &mut S) {
+        let conn = ConnRef {
+            id,
+            origin: self.origin,
+            peer: &self.peer,
+            socket: &self.stream,
+        };
+        (conn, &mut self.state)
+    }
+
+    /// Whether bytes the handler writes now are sent (not after our FIN, or once
+    /// one was asked for, and never while closing).
+    pub(crate) fn accepts_output(&self) -> bool {
+        matches!(self.phase, Phase::Open { write: Write::Open, .. })
     }
 
     /// Writes queued output until it is empty or the socket is full. Returns the

@@ -7,67 +7,112 @@
 
 use bytes::Bytes;
 
+use crate::endpoint::{Endpoint, PeerAddr};
 use crate::error::Result;
 use crate::handle::Handle;
 use crate::id::ConnId;
-use crate::net::{Endpoint, PeerAddr, Stream};
+use crate::net::Stream;
 use crate::outbuf::OutBuf;
 
 /// What a handler callback can see and do for the connection it is called for.
+///
+/// A context records requests — bytes to write, a close, a half-close — and the
+/// reactor carries them out once the callback returns: every write of one
+/// callback leaves in one `write` (or `writev`) call.
+///
+/// # Examples
+///
+/// A line-based greeter: greets on open, answers each complete line, says goodbye
+/// and closes on `quit`.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use coreloop::{Context, Handler};
+///
+/// struct Greeter;
+///
+/// impl Handler for Greeter {
+///     type Conn = u32; // lines answered on this connection
+///     type Message = ();
+///
+///     fn on_open(&mut self, cx: &mut Context<'_>) -> u32 {
+///         cx.write(format!("hello {}, you are {}\n", cx.peer_addr(), cx.id()).as_bytes());
+///         0
+///     }
+///
+///     fn on_data(&mut self, answered: &mut u32, cx: &mut Context<'_>, input: &mut BytesMut) {
+///         // Consume complete lines only; a partial line stays in `input`.
+///         while let Some(end) = input.iter().position(|&b| b == b'\n') {
+///             let line = input.split_to(end + 1);
+///             if &line[..] == b"quit\n" {
+///                 cx.write(b"bye\n");
+///                 cx.close(); // after "bye" is written
+///                 return;
+///             }
+///             *answered += 1;
+///             cx.write(b"ok ");
+///             cx.write(&line);
+///         }
+///     }
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Context<'a> {
-    id: ConnId,
-    origin: Origin,
-    peer: &'a PeerAddr,
-    socket: &'a Stream,
+    conn: ConnRef<'a>,
     out: &'a mut OutBuf,
     handle: &'a Handle,
+    /// The socket is open: writes are staged (false in `on_close`).
     live: bool,
-    close: bool,
-    shutdown_write: bool,
+    requests: Requests,
+}
+
+/// The connection a context is for, as the reactor lends it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnRef<'a> {
+    pub(crate) id: ConnId,
+    pub(crate) origin: Origin,
+    pub(crate) peer: &'a PeerAddr,
+    pub(crate) socket: &'a Stream,
 }
 
 impl<'a> Context<'a> {
-    pub(crate) fn new(
-        id: ConnId,
-        origin: Origin,
-        peer: &'a PeerAddr,
-        socket: &'a Stream,
-        out: &'a mut OutBuf,
-        handle: &'a Handle,
-        live: bool,
-    ) -> Self {
+    /// A context for a callback on an open connection: writes go to `out`.
+    pub(crate) fn new(conn: ConnRef<'a>, out: &'a mut OutBuf, handle: &'a Handle) -> Self {
         Self {
-            id,
-            origin,
-            peer,
-            socket,
+            conn,
             out,
             handle,
-            live,
-            close: false,
-            shutdown_write: false,
+            live: true,
+            requests: Requests::default(),
+        }
+    }
+
+    /// A context for `on_close`: the socket is closing, writes are discarded.
+    pub(crate) fn closed(conn: ConnRef<'a>, out: &'a mut OutBuf, handle: &'a Handle) -> Self {
+        Self {
+            live: false,
+            ..Self::new(conn, out, handle)
         }
     }
 
     /// The connection's id, valid for its whole life and never for another one.
     pub fn id(&self) -> ConnId {
-        self.id
+        self.conn.id
     }
 
     /// The index of the reactor running this callback.
     pub fn reactor(&self) -> usize {
-        self.id.reactor()
+        self.conn.id.reactor()
     }
 
     /// How the connection came to be: accepted, or opened by `connect`.
     pub fn origin(&self) -> Origin {
-        self.origin
+        self.conn.origin
     }
 
     /// The address of the connection's peer.
     pub fn peer_addr(&self) -> &PeerAddr {
-        self.peer
+        self.conn.peer
     }
 
     /// The connection's socket, to read or set a socket option through `socket2`
@@ -79,7 +124,7 @@ impl<'a> Context<'a> {
     /// Reading or writing data through it would bypass the reactor's buffers and
     /// break the connection's framing; use [`write`](Self::write) instead.
     pub fn socket(&self) -> socket2::SockRef<'_> {
-        socket2::SockRef::from(self.socket)
+        socket2::SockRef::from(self.conn.socket)
     }
 
     /// Queues `data` to be written after the callback returns (copied into the
@@ -110,14 +155,14 @@ impl<'a> Context<'a> {
     /// Closes the connection once every queued byte is written (a graceful close);
     /// no further input is delivered for it.
     pub fn close(&mut self) {
-        self.close = true;
+        self.requests.close = true;
     }
 
     /// Shuts down the sending side (sends a FIN) once every queued byte is
     /// written, keeping the connection open for input: the peer sees end of stream
     /// and may still send. Later writes on this connection are discarded.
     pub fn shutdown_write(&mut self) {
-        self.shutdown_write = true;
+        self.requests.shutdown_write = true;
     }
 
     /// Opens an outbound connection on this reactor (see
@@ -138,10 +183,7 @@ impl<'a> Context<'a> {
 
     /// What the callback asked for, once it has returned.
     pub(crate) fn requests(&self) -> Requests {
-        Requests {
-            close: self.close,
-            shutdown_write: self.shutdown_write,
-        }
+        self.requests
     }
 }
 

@@ -6,8 +6,8 @@
 
 use std::io;
 
+use crate::endpoint::Endpoint;
 use crate::id::ConnId;
-use crate::net::Endpoint;
 
 /// Errors returned by coreloop.
 #[derive(Debug, thiserror::Error)]
@@ -61,8 +61,14 @@ pub enum Error {
     /// The acceptor thread ended by a panic.
     #[error("the acceptor thread stopped unexpectedly")]
     AcceptorDied,
-    /// A command named a connection that is not open (closed, or its slot reused).
-    #[error("connection {id} is not open")]
+    /// A command named a connection this server never had: the id's reactor
+    /// index is beyond this server's reactors (the id came from another server).
+    ///
+    /// A connection that has closed is not an error here: commands are carried
+    /// out asynchronously, so one for a connection that closed — even one whose
+    /// slot now holds another connection — is queued, then dropped by its reactor
+    /// and counted in [`ReactorStats::stale`](crate::ReactorStats::stale).
+    #[error("connection {id} does not belong to this server")]
     NotConnected {
         /// The id that missed.
         id: ConnId,

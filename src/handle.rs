@@ -8,18 +8,18 @@ use std::any::{Any, TypeId};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::acceptor::AcceptorCommand;
+use crate::admission::Admission;
+use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::id::ConnId;
-use crate::inbox::{Inbox, Refused};
-use crate::net::Endpoint;
-use crate::reactor::Command;
+use crate::inbox::{AcceptorCommand, Command, Inbox, Refused};
 use crate::stats::{Counters, Stats};
+use crate::timer::deadline_after;
 
 /// A cheap, cloneable handle to a running server, usable from any thread.
 ///
@@ -53,17 +53,11 @@ pub(crate) struct Shared {
     pub(crate) reactors: Vec<Arc<Inbox<Command>>>,
     pub(crate) counters: Vec<Arc<Counters>>,
     pub(crate) acceptor: Option<Arc<Inbox<AcceptorCommand>>>,
-    /// Connections accepted and not yet closed, across reactors (including those in
-    /// flight to a reactor). Written on accept and close only, never per message.
-    pub(crate) live: AtomicUsize,
-    pub(crate) max_connections: usize,
-    /// The acceptor stopped at the connection cap and waits for a close.
-    pub(crate) at_cap: AtomicBool,
+    /// The connection cap and accept back-offs (read for stats).
+    pub(crate) admission: Arc<Admission>,
     pub(crate) shutting_down: AtomicBool,
     /// The handler's `Message` type, checked when a message is sent.
     pub(crate) message_type: (TypeId, &'static str),
-    /// Accept back-offs (out of descriptors or memory), by any accepting thread.
-    pub(crate) accept_backoffs: AtomicU64,
     /// Round-robin position for `connect`.
     pub(crate) next_connect: AtomicUsize,
 }
@@ -84,11 +78,15 @@ impl Handle {
     /// ([`Handler::on_shutdown`](crate::Handler::on_shutdown)), writes what is queued
     /// for at most `grace`, and closes every connection. Wait for the end with
     /// [`Server::join`](crate::Server::join). Calling it again has no further effect.
+    ///
+    /// Any `grace` is accepted: one too long for the clock to represent
+    /// (`Duration::MAX`) means waiting, in practice, until every queued byte is
+    /// written.
     pub fn shutdown(&self, grace: Duration) {
         if self.shared.shutting_down.swap(true, Ordering::AcqRel) {
             return;
         }
-        let deadline = Instant::now() + grace;
+        let deadline = deadline_after(Instant::now(), grace);
         if let Some(acceptor) = &self.shared.acceptor {
             // The acceptor closes its listeners, then tells the reactors.
             if acceptor.push_control(AcceptorCommand::Shutdown { deadline }).is_ok() {
@@ -119,6 +117,7 @@ impl Handle {
     /// [`Error::NotConnected`] if the id names no reactor of this server,
     /// [`Error::InboxFull`] if the owning reactor's inbox is full (back-pressure:
     /// retry later, or slow down), [`Error::ShutDown`] if that reactor has stopped.
+    /// A connection that has closed is not an error (see above).
     ///
     /// # Examples
     ///
@@ -167,6 +166,44 @@ impl Handle {
     ///
     /// [`Error::InboxFull`] or [`Error::ShutDown`] if no reactor could take the
     /// command. Connection failures are not errors here: they reach the handler.
+    ///
+    /// # Examples
+    ///
+    /// A server that opens a connection to itself: the handler tells the two
+    /// ends apart by [`Context::origin`](crate::Context::origin).
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use coreloop::{Context, Handler, Origin, Server};
+    /// use std::sync::mpsc;
+    ///
+    /// struct Probe(mpsc::Sender<Origin>);
+    ///
+    /// impl Handler for Probe {
+    ///     type Conn = ();
+    ///     type Message = ();
+    ///     fn on_open(&mut self, cx: &mut Context<'_>) {
+    ///         let _ = self.0.send(cx.origin());
+    ///     }
+    ///     fn on_data(&mut self, _: &mut (), _: &mut Context<'_>, input: &mut BytesMut) {
+    ///         input.clear();
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (tx, rx) = mpsc::channel();
+    /// let server = Server::builder()
+    ///     .reactors(1)
+    ///     .bind(([127, 0, 0, 1], 0))
+    ///     .start(move |_| Probe(tx.clone()))?;
+    /// server.handle().connect(server.local_addrs()[0], 7)?;
+    /// let mut seen = vec![rx.recv()?, rx.recv()?];
+    /// seen.sort_by_key(|o| *o != Origin::Accepted);
+    /// assert_eq!(seen, [Origin::Accepted, Origin::Connected { tag: 7 }]);
+    /// server.shutdown(std::time::Duration::from_secs(1))?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn connect(&self, to: impl Into<Endpoint>, tag: u64) -> Result<()> {
         let reactor = self.next_connect_reactor()?;
         self.connect_on(reactor, to, tag)
@@ -202,7 +239,7 @@ impl Handle {
     ///
     /// As [`connect`](Self::connect); a failed bind of `from` reaches
     /// [`Handler::on_connect_error`](crate::Handler::on_connect_error).
-    pub fn connect_from(&self, from: SocketAddr, to: SocketAddr, tag: u64) -> Result<()> {
+    pub fn connect_from(&self, to: SocketAddr, from: SocketAddr, tag: u64) -> Result<()> {
         let reactor = self.next_connect_reactor()?;
         let to = Endpoint::Tcp(to);
         self.command(
@@ -257,6 +294,48 @@ impl Handle {
     /// [`Error::NotConnected`] if the id names no reactor of this server,
     /// [`Error::InboxFull`] if the owning reactor's inbox is full,
     /// [`Error::ShutDown`] if that reactor has stopped.
+    ///
+    /// # Examples
+    ///
+    /// Closing a connection from outside the reactors, by the id its handler
+    /// published:
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use coreloop::{ConnId, Context, Handler, Server};
+    /// use std::io::Read;
+    /// use std::sync::mpsc;
+    ///
+    /// struct Publish(mpsc::Sender<ConnId>);
+    ///
+    /// impl Handler for Publish {
+    ///     type Conn = ();
+    ///     type Message = ();
+    ///     fn on_open(&mut self, cx: &mut Context<'_>) {
+    ///         cx.write(b"welcome\n");
+    ///         let _ = self.0.send(cx.id());
+    ///     }
+    ///     fn on_data(&mut self, _: &mut (), _: &mut Context<'_>, input: &mut BytesMut) {
+    ///         input.clear();
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (tx, rx) = mpsc::channel();
+    /// let server = Server::builder()
+    ///     .reactors(1)
+    ///     .bind(([127, 0, 0, 1], 0))
+    ///     .start(move |_| Publish(tx.clone()))?;
+    /// let mut client = std::net::TcpStream::connect(server.local_addrs()[0])?;
+    /// let id = rx.recv()?;
+    /// server.handle().close(id)?; // queued output first, then the FIN
+    /// let mut all = String::new();
+    /// client.read_to_string(&mut all)?; // ends: the server closed
+    /// assert_eq!(all, "welcome\n");
+    /// server.shutdown(std::time::Duration::from_secs(1))?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn close(&self, id: ConnId) -> Result<()> {
         self.to_conn(id, Command::Close(id))
     }
@@ -298,7 +377,7 @@ impl Handle {
                 .enumerate()
                 .map(|(i, c)| c.snapshot(i))
                 .collect(),
-            accept_backoffs: self.shared.accept_backoffs.load(Ordering::Relaxed),
+            accept_backoffs: self.shared.admission.backoffs(),
         }
     }
 
@@ -306,42 +385,13 @@ impl Handle {
     pub fn reactors(&self) -> usize {
         self.shared.reactors.len()
     }
-
-    /// Whether one more connection fits under the cap. At the cap, marks the
-    /// accepting side as waiting so the next close wakes it.
-    pub(crate) fn room_for_one(&self) -> bool {
-        let s = &self.shared;
-        if s.live.load(Ordering::SeqCst) < s.max_connections {
-            return true;
-        }
-        s.at_cap.store(true, Ordering::SeqCst);
-        // Re-check: a close between the load above and the store would not wake us.
-        if s.live.load(Ordering::SeqCst) < s.max_connections {
-            s.at_cap.store(false, Ordering::SeqCst);
-            return true;
-        }
-        false
-    }
-
-    /// Called by a reactor when a connection that counted against the cap is gone.
-    pub(crate) fn connection_closed(&self) {
-        let s = &self.shared;
-        s.live.fetch_sub(1, Ordering::SeqCst);
-        if s.at_cap.load(Ordering::SeqCst) && s.at_cap.swap(false, Ordering::SeqCst) {
-            match &s.acceptor {
-                Some(acceptor) => acceptor.wake(),
-                // Reuse-port mode: every reactor accepts; wake them all to retry.
-                None => s.reactors.iter().for_each(|r| r.wake()),
-            }
-        }
-    }
 }
 
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handle")
             .field("reactors", &self.shared.reactors.len())
-            .field("live", &self.shared.live.load(Ordering::Relaxed))
+            .field("connections", &self.shared.admission.reserved())
             .finish_non_exhaustive()
     }
 }

@@ -8,8 +8,8 @@ use std::io;
 use bytes::BytesMut;
 
 use crate::context::Context;
+use crate::endpoint::Endpoint;
 use crate::handle::Handle;
-use crate::net::Endpoint;
 
 /// The application logic of a server: one instance per reactor.
 ///

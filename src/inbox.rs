@@ -1,12 +1,55 @@
-//! A reactor's (or the acceptor's) inbox: a bounded queue plus the `mio::Waker` of
-//! the thread that owns it.
+//! The inboxes and what they carry: a reactor's (or the acceptor's) bounded queue
+//! plus the `mio::Waker` of the thread that owns it, and the commands sent through
+//! each ([`Command`] to a reactor, [`AcceptorCommand`] to the acceptor).
 //!
 //! Senders push under a short lock and wake the owner only when it is not already
 //! notified, so a burst of commands costs one wake (one `eventfd` write). The owner
-//! swaps the whole queue out in one lock. The inbox knows nothing of what it carries.
+//! swaps the whole queue out in one lock. The queue itself knows nothing of what it
+//! carries; the commands are defined here, beside it, because every thread that
+//! sends them (handles, the acceptor) and the one that runs them meet here.
 
+use std::any::Any;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::admission::{Slot, Wake};
+use crate::endpoint::{Endpoint, PeerAddr};
+use crate::id::ConnId;
+use crate::net::Stream;
+
+/// Commands a reactor takes from the acceptor and from handles.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Take on a newly accepted connection, holding its place under the cap.
+    Open(Stream, PeerAddr, Slot),
+    /// Write bytes to a connection, if `id` still names it.
+    Send(ConnId, Bytes),
+    /// Run `on_message` for a connection, if `id` still names it.
+    Message(ConnId, Box<dyn Any + Send>),
+    /// Run `on_reactor_message`.
+    ReactorMessage(Box<dyn Any + Send>),
+    /// Open an outbound connection.
+    Connect {
+        to: Endpoint,
+        from: Option<SocketAddr>,
+        tag: u64,
+    },
+    /// Close a connection gracefully, if `id` still names it.
+    Close(ConnId),
+    /// Notify handlers, flush, close every connection by `deadline`, then exit.
+    Shutdown { deadline: Instant },
+}
+
+/// Commands the acceptor takes from handles.
+#[derive(Debug)]
+pub(crate) enum AcceptorCommand {
+    /// Close every listener, then tell every reactor to shut down by `deadline`.
+    Shutdown { deadline: Instant },
+}
 
 /// Why an item was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,5 +165,11 @@ impl<T> Inbox<T> {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+}
+
+impl<T: Send> Wake for Inbox<T> {
+    fn wake(&self) {
+        Inbox::wake(self);
     }
 }

@@ -85,7 +85,7 @@
 //! assert_eq!(&reply, b"hello");
 //!
 //! let report = server.shutdown(Duration::from_secs(1))?;
-//! assert_eq!(report.stats().total().accepted, 1);
+//! assert_eq!(report.stats.total().accepted, 1);
 //! # Ok(())
 //! # }
 //! ```
@@ -173,11 +173,13 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-mod accept;
 mod acceptor;
+mod admission;
 mod builder;
+mod config;
 mod conn;
 mod context;
+mod endpoint;
 mod error;
 mod handle;
 mod handler;
@@ -189,18 +191,16 @@ mod reactor;
 mod server;
 mod stats;
 mod timer;
+mod token;
 
-pub use builder::{
-    Builder, DEFAULT_ACCEPT_BACKOFF, DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EVENTS, DEFAULT_HIGH_WATERMARK,
-    DEFAULT_INBOX_CAPACITY, DEFAULT_LINGER, DEFAULT_LOW_WATERMARK, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_INPUT,
-    DEFAULT_MAX_OUTPUT, DEFAULT_READ_BUDGET, DEFAULT_READ_BUFFER, Distribution, MAX_REACTORS, MAX_SOCKET_BUFFER,
-};
+pub use builder::Builder;
+pub use config::Distribution;
 pub use context::{Context, Origin};
+pub use endpoint::{Endpoint, PeerAddr};
 pub use error::{Error, Result};
 pub use handle::Handle;
 pub use handler::{CloseReason, Handler};
 pub use id::ConnId;
-pub use net::{Endpoint, PeerAddr};
 pub use server::{Report, Server};
 pub use stats::{ReactorStats, Stats};
 

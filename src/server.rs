@@ -8,22 +8,25 @@ use std::any::TypeId;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use mio::{Poll, Waker};
 
-use crate::accept::AcceptLoop;
-use crate::acceptor::{self, Acceptor};
-use crate::builder::{Builder, Config, Distribution, ListenSpec};
+use crate::acceptor::Acceptor;
+use crate::admission::{AcceptLoop, Admission, Wake};
+use crate::builder::Builder;
+use crate::config::{Config, Distribution, ListenSpec};
+use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::handle::{Handle, Shared};
 use crate::handler::Handler;
-use crate::inbox::Inbox;
-use crate::net::{Endpoint, ListenOptions, Listener};
-use crate::reactor::{self, Command, Parts, Reactor, ReactorExit};
-use crate::stats::{Counters, ReactorStats, Stats, bump};
+use crate::inbox::{Command, Inbox};
+use crate::net::{ListenOptions, Listener};
+use crate::reactor::{Parts, Reactor, ReactorExit};
+use crate::stats::{Counters, Stats, bump};
+use crate::token;
 
 /// A running server: an acceptor thread and N reactor threads.
 ///
@@ -42,33 +45,21 @@ pub struct Server {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Report {
-    /// Each reactor's final counters, in index order.
-    pub reactors: Vec<ReactorStats>,
+    /// The final counters: every reactor's, in index order, and the accept
+    /// back-offs ([`Stats::total`] sums them; `Display` prints a table).
+    pub stats: Stats,
     /// Whether every connection's queued output was written before the shutdown
     /// deadline (`false`: some connections were closed with output still queued).
     pub completed: bool,
-    /// Times accepting paused for lack of descriptors or memory (see
-    /// [`Stats::accept_backoffs`]).
-    pub accept_backoffs: u64,
-}
-
-impl Report {
-    /// The final counters as a [`Stats`] (for its totals and table).
-    pub fn stats(&self) -> Stats {
-        Stats {
-            reactors: self.reactors.clone(),
-            accept_backoffs: self.accept_backoffs,
-        }
-    }
 }
 
 /// Creates a poll instance and its waker.
-fn poll_with_waker(token: mio::Token) -> Result<(Poll, Waker)> {
+fn poll_with_waker() -> Result<(Poll, Waker)> {
     let poll = Poll::new().map_err(|source| Error::Setup {
         what: "poll instance",
         source,
     })?;
-    let waker = Waker::new(poll.registry(), token).map_err(|source| Error::Setup { what: "waker", source })?;
+    let waker = Waker::new(poll.registry(), token::WAKER).map_err(|source| Error::Setup { what: "waker", source })?;
     Ok((poll, waker))
 }
 
@@ -113,45 +104,52 @@ impl Server {
             .collect();
         // Reuse-port: every reactor gets its own listener on each address (reactor
         // 0 the ones just bound, which fixed any port 0), and there is no acceptor.
+        let mut polls = Vec::with_capacity(config.reactors);
+        let mut inboxes = Vec::with_capacity(config.reactors);
+        for _ in 0..config.reactors {
+            let (poll, waker) = poll_with_waker()?;
+            polls.push(poll);
+            inboxes.push(Arc::new(Inbox::new(waker, config.inbox_capacity)));
+        }
+        let acceptor = if reuse_port || listeners.is_empty() {
+            None
+        } else {
+            let (poll, waker) = poll_with_waker()?;
+            Some((poll, Arc::new(Inbox::new(waker, 1))))
+        };
+        // Whoever accepts is woken when a place under the cap is given back: the
+        // acceptor, or in reuse-port mode every reactor.
+        let acceptors: Vec<Arc<dyn Wake>> = match &acceptor {
+            Some((_, inbox)) => vec![Arc::clone(inbox) as Arc<dyn Wake>],
+            None => inboxes.iter().map(|i| Arc::clone(i) as Arc<dyn Wake>).collect(),
+        };
+        let admission = Arc::new(Admission::new(config.max_connections, acceptors));
+        let accept_loop =
+            |listeners| AcceptLoop::new(listeners, opts.clone(), Arc::clone(&admission), config.accept_backoff);
+        // Reuse-port: every reactor gets its own listener on each address (reactor
+        // 0 the ones just bound, which fixed any port 0), and there is no acceptor.
         let mut own_listeners: Vec<Option<AcceptLoop>> = (0..config.reactors).map(|_| None).collect();
         let listeners = if reuse_port {
-            own_listeners[0] = Some(AcceptLoop::new(listeners, opts.clone(), config.accept_backoff));
+            own_listeners[0] = Some(accept_loop(listeners));
             for slot in own_listeners.iter_mut().skip(1) {
                 let mine = local_addrs
                     .iter()
                     .map(|&addr| Listener::bind_tcp(addr, &opts))
                     .collect::<Result<Vec<_>>>()?;
-                *slot = Some(AcceptLoop::new(mine, opts.clone(), config.accept_backoff));
+                *slot = Some(accept_loop(mine));
             }
             Vec::new()
         } else {
             listeners
-        };
-
-        let mut polls = Vec::with_capacity(config.reactors);
-        let mut inboxes = Vec::with_capacity(config.reactors);
-        for _ in 0..config.reactors {
-            let (poll, waker) = poll_with_waker(reactor::WAKER)?;
-            polls.push(poll);
-            inboxes.push(Arc::new(Inbox::new(waker, config.inbox_capacity)));
-        }
-        let acceptor = if listeners.is_empty() {
-            None
-        } else {
-            let (poll, waker) = poll_with_waker(acceptor::WAKER)?;
-            Some((poll, Arc::new(Inbox::new(waker, 1))))
         };
         let counters: Vec<Arc<Counters>> = (0..config.reactors).map(|_| Arc::default()).collect();
         let handle = Handle::new(Shared {
             reactors: inboxes.clone(),
             counters: counters.clone(),
             acceptor: acceptor.as_ref().map(|(_, inbox)| Arc::clone(inbox)),
-            live: AtomicUsize::new(0),
-            max_connections: config.max_connections,
-            at_cap: AtomicBool::new(false),
+            admission: Arc::clone(&admission),
             shutting_down: AtomicBool::new(false),
             message_type: (TypeId::of::<H::Message>(), std::any::type_name::<H::Message>()),
-            accept_backoffs: AtomicU64::new(0),
             next_connect: AtomicUsize::new(0),
         });
         // User code runs before any thread exists: a panicking factory leaves nothing behind.
@@ -175,7 +173,7 @@ impl Server {
             let guard = StopGuard {
                 inbox: Arc::clone(&inboxes[i]),
                 counters: Arc::clone(&counters[i]),
-                handle: handle.clone(),
+                acceptor: handle.shared().acceptor.clone(),
             };
             let parts = Parts {
                 index: i,
@@ -194,7 +192,7 @@ impl Server {
                 {
                     log::warn!("coreloop: cannot pin reactor {i} to CPU {}; it runs unpinned", core.id);
                 }
-                Reactor::new(parts, handler, handle, &config).run()
+                Reactor::new(parts, handler, handle, config).run()
             });
             match spawned {
                 Ok(t) => server.reactors.push(t),
@@ -202,7 +200,7 @@ impl Server {
             }
         }
         if let Some((poll, inbox)) = acceptor {
-            let accept = AcceptLoop::new(listeners, opts, config.accept_backoff);
+            let accept = accept_loop(listeners);
             let acceptor = Acceptor::new(poll, accept, inbox, handle.clone(), config.distribution);
             match spawn("coreloop-acceptor".into(), move || acceptor.run()) {
                 Ok(t) => server.acceptor = Some(t),
@@ -262,40 +260,74 @@ impl Server {
     }
 
     /// Waits until the server has shut down (someone called
-    /// [`Handle::shutdown`]) and every thread has ended.
+    /// [`Handle::shutdown`]) and every thread has ended, and returns every
+    /// reactor's final counters and whether the shutdown flushed everything.
     ///
     /// # Errors
     ///
     /// [`Error::ReactorDied`] if a reactor thread ended by a panic (the others were
     /// still shut down and joined), [`Error::AcceptorDied`] if the acceptor did.
+    ///
+    /// # Examples
+    ///
+    /// A server that runs until another thread (here, right away) shuts it down:
+    ///
+    /// ```
+    /// # use coreloop::{Context, Handler, Server};
+    /// # use bytes::BytesMut;
+    /// # struct Nop;
+    /// # impl Handler for Nop {
+    /// #     type Conn = ();
+    /// #     type Message = ();
+    /// #     fn on_open(&mut self, _: &mut Context<'_>) {}
+    /// #     fn on_data(&mut self, _: &mut (), _: &mut Context<'_>, _: &mut BytesMut) {}
+    /// # }
+    /// # fn main() -> coreloop::Result<()> {
+    /// use std::time::Duration;
+    ///
+    /// let server = Server::builder().reactors(2).bind(([127, 0, 0, 1], 0)).start(|_| Nop)?;
+    /// let handle = server.handle();
+    /// // Typically a signal handler's thread; any thread may call it.
+    /// std::thread::spawn(move || handle.shutdown(Duration::from_secs(5)));
+    ///
+    /// let report = server.join()?;
+    /// assert!(report.completed, "every queued byte was written in time");
+    /// assert_eq!(report.stats.reactors.len(), 2);
+    /// println!("{}", report.stats); // a table: one row per reactor and a total
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn join(mut self) -> Result<Report> {
         let acceptor_died = self.acceptor.take().is_some_and(|t| t.join().is_err());
-        let mut report = Report {
-            reactors: Vec::with_capacity(self.reactors.len()),
-            completed: true,
-            accept_backoffs: 0,
-        };
+        let mut completed = true;
+        let mut reactors = Vec::with_capacity(self.reactors.len());
         let mut died = None;
         for (i, t) in std::mem::take(&mut self.reactors).into_iter().enumerate() {
             match t.join() {
                 Ok(exit) => {
-                    report.completed &= exit.completed;
-                    report.reactors.push(exit.stats);
+                    completed &= exit.completed;
+                    reactors.push(exit.stats);
                 }
                 Err(_) => {
                     died.get_or_insert(i);
-                    report.reactors.push(self.handle.stats().reactors[i]);
+                    reactors.push(self.handle.stats().reactors[i]);
                 }
             }
         }
-        report.accept_backoffs = self.handle.stats().accept_backoffs;
         if let Some(index) = died {
             return Err(Error::ReactorDied { index });
         }
         if acceptor_died {
             return Err(Error::AcceptorDied);
         }
-        Ok(report)
+        let accept_backoffs = self.handle.stats().accept_backoffs;
+        Ok(Report {
+            stats: Stats {
+                reactors,
+                accept_backoffs,
+            },
+            completed,
+        })
     }
 }
 
@@ -308,31 +340,25 @@ impl Drop for Server {
 }
 
 /// Runs when a reactor thread ends, by return or by panic: refuses further commands
-/// (so the acceptor stops routing to it) and releases, from the connection cap, the
-/// connections still queued for it and those it still held (a dying reactor's slab
-/// is dropped during unwinding, closing their sockets).
+/// (so the acceptor stops routing to it) and drops those still queued — a
+/// connection handed over and not yet taken on gives its place under the cap back
+/// as it is dropped, like those a dying reactor still held (its slab is dropped
+/// during unwinding, closing their sockets).
 struct StopGuard {
     inbox: Arc<Inbox<Command>>,
     counters: Arc<Counters>,
-    handle: Handle,
+    acceptor: Option<Arc<Inbox<crate::inbox::AcceptorCommand>>>,
 }
 
 impl Drop for StopGuard {
     fn drop(&mut self) {
-        for cmd in self.inbox.close() {
-            if let Command::Open(..) = cmd {
-                self.handle.connection_closed();
-            }
-        }
+        drop(self.inbox.close());
         let held = self.counters.active.swap(0, std::sync::atomic::Ordering::Relaxed);
         bump(&self.counters.closed, held);
-        for _ in 0..held {
-            self.handle.connection_closed();
-        }
         if thread::panicking() {
             log::error!("coreloop: a reactor thread panicked; it takes no more connections");
             // Let the acceptor notice at once rather than at its next accept.
-            if let Some(acceptor) = &self.handle.shared().acceptor {
+            if let Some(acceptor) = &self.acceptor {
                 acceptor.wake();
             }
         }

@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
-use coreloop::{DEFAULT_HIGH_WATERMARK, DEFAULT_READ_BUFFER, Server};
+use coreloop::{Builder, Server};
 use util::example;
 use util::*;
 
@@ -57,7 +57,7 @@ fn a_client_that_never_reads_is_paused_and_costs_a_bounded_queue() {
     // high watermark plus the one read that crossed it.
     let held = stats.bytes_in - stats.bytes_out;
     assert!(
-        held <= (HIGH + DEFAULT_READ_BUFFER) as u64,
+        held <= (HIGH + Builder::DEFAULT_READ_BUFFER) as u64,
         "server holds {held} bytes for one client"
     );
 
@@ -97,7 +97,7 @@ fn never_reading_clients_do_not_grow_the_echo_servers_memory() {
     let grown_kib = server.rss_kib().saturating_sub(before);
     // Per never-reading client: the high watermark plus one read buffer, plus a
     // little allocator slack for the whole process.
-    let bound_kib = (2 * (DEFAULT_HIGH_WATERMARK + DEFAULT_READ_BUFFER) + (2 << 20)) as u64 / 1024;
+    let bound_kib = (2 * (Builder::DEFAULT_HIGH_WATERMARK + Builder::DEFAULT_READ_BUFFER) + (2 << 20)) as u64 / 1024;
     assert!(
         grown_kib <= bound_kib,
         "RSS grew {grown_kib} KiB, bound {bound_kib} KiB"

@@ -22,7 +22,10 @@ fn zero_reactors_is_a_config_error() {
 #[test]
 fn absurd_settings_are_refused_with_the_option_named() {
     let cases: Vec<(&str, coreloop::Builder)> = vec![
-        ("reactors", Server::builder().reactors(coreloop::MAX_REACTORS + 1)),
+        (
+            "reactors",
+            Server::builder().reactors(coreloop::Builder::MAX_REACTORS + 1),
+        ),
         ("backlog", Server::builder().backlog(0)),
         ("read_buffer_size", Server::builder().read_buffer_size(10)),
         ("read_budget", Server::builder().read_budget(0)),
@@ -86,7 +89,7 @@ fn several_listeners_feed_the_same_reactors() {
         assert_eq!(roundtrip(&s, b"either door"), b"either door");
     }
     let report = server.shutdown(DEADLINE).unwrap();
-    assert_eq!(report.stats().total().accepted, 2);
+    assert_eq!(report.stats.total().accepted, 2);
     // Round-robin spans listeners: one connection each.
-    assert!(report.reactors.iter().all(|r| r.accepted == 1), "{report:?}");
+    assert!(report.stats.reactors.iter().all(|r| r.accepted == 1), "{report:?}");
 }

@@ -242,7 +242,7 @@ fn connect_from_binds_the_chosen_source_address() {
     let addr = upstream.local_addr().unwrap();
     let (engine, rx) = client(DEADLINE);
     let source = SocketAddr::from(([127, 0, 0, 3], 0));
-    engine.handle().connect_from(source, addr, 11).unwrap();
+    engine.handle().connect_from(addr, source, 11).unwrap();
     let (_peer, seen_from) = upstream.accept().unwrap();
     assert_eq!(
         seen_from.ip(),
@@ -253,7 +253,7 @@ fn connect_from_binds_the_chosen_source_address() {
 
     // A source address that is not local fails at bind, and the handler hears of it.
     let foreign = SocketAddr::from(([192, 0, 2, 1], 0)); // TEST-NET-1: never assigned here
-    engine.handle().connect_from(foreign, addr, 12).unwrap();
+    engine.handle().connect_from(addr, foreign, 12).unwrap();
     match event(&rx) {
         Ev::Failed(12, _, ErrorKind::AddrNotAvailable) => {}
         other => panic!("expected a bind failure, got {other:?}"),

@@ -48,7 +48,7 @@ fn every_strategy_serves_byte_exact_echo_and_the_stats_add_up() {
         assert_eq!(stats.accept_backoffs, 0);
         drop(clients);
         let report = server.shutdown(DEADLINE).unwrap();
-        let stats = report.stats();
+        let stats = report.stats;
         assert_eq!(stats.total().active, 0);
         assert_adds_up(&stats);
     }

@@ -30,7 +30,7 @@ fn many_concurrent_clients_get_every_byte_back() {
         c.join().expect("client thread");
     }
     let report = server.shutdown(DEADLINE).unwrap();
-    let total = report.stats().total();
+    let total = report.stats.total();
     let per_client: u64 = sizes.iter().map(|&s| s as u64).sum();
     assert_eq!(total.accepted, 16);
     assert_eq!(total.bytes_in, 16 * per_client);

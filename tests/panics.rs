@@ -87,7 +87,7 @@ fn a_panicking_callback_closes_only_its_connection() {
     drop(other);
     let report = server.shutdown(DEADLINE).unwrap();
     // on_data panicked, then on_close panicked too: both are counted.
-    assert_eq!(report.stats().total().panics, 2);
+    assert_eq!(report.stats.total().panics, 2);
 }
 
 #[test]

@@ -28,7 +28,7 @@ fn shutdown_closes_listener_tells_handlers_and_closes_every_connection() {
 
     let report = server.shutdown(DEADLINE).unwrap();
     assert!(report.completed);
-    let total = report.stats().total();
+    let total = report.stats.total();
     assert_eq!((total.accepted, total.closed, total.active), (4, 4, 0));
 
     // Every handler saw the notice and then the close, for each connection.
@@ -75,7 +75,7 @@ fn shutdown_deadline_closes_connections_whose_client_does_not_read() {
     // The client never reads: the queue cannot drain, the deadline must end it.
     let report = server.shutdown(Duration::from_millis(200)).unwrap();
     assert!(!report.completed, "output was still queued at the deadline");
-    assert_eq!(report.stats().total().active, 0);
+    assert_eq!(report.stats.total().active, 0);
     let mut buf = vec![0; 64 * 1024];
     let mut received = 0;
     loop {
@@ -151,7 +151,7 @@ fn shutdown_under_load_returns_within_the_grace_period_and_loses_nothing_read() 
     );
     let received: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
     // The clients read until end of stream: every byte the server wrote reached them.
-    let total = report.stats().total();
+    let total = report.stats.total();
     assert_eq!(total.bytes_out, received as u64);
     assert_eq!(total.active, 0);
 }

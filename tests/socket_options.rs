@@ -143,7 +143,7 @@ fn listeners_get_the_backlog_and_reuseaddr() {
     }
     let server = echo_server(1);
     let found = with_listeners(server.local_addrs()[0], |s| listen_backlog(&s));
-    assert_eq!(found, [coreloop::DEFAULT_BACKLOG]);
+    assert_eq!(found, [coreloop::Builder::DEFAULT_BACKLOG]);
 }
 
 /// Reports what `read` finds on each connection's socket in `on_open` (through

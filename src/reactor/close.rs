@@ -1,0 +1,181 @@
+//! Closing: the graceful close (flush, FIN, linger), the half-close, and
+//! [`Reactor::close`], the one place a connection leaves the slab.
+//!
+//! Why linger: closing a socket that still has unread input makes the kernel send
+//! a reset, which discards whatever of our output it had not yet transmitted — a
+//! client still sending would lose the end of its reply. So a graceful close
+//! writes every queued byte, sends a FIN (`shutdown(SHUT_WR)`), then reads and
+//! drops input until the peer closes, for at most the linger time.
+
+use std::ops::ControlFlow::{Break, Continue};
+use std::time::Instant;
+
+use crate::conn::{Conn, Phase, Read, Verdict, Write};
+use crate::context::{ConnRef, Context};
+use crate::handler::{CloseReason, Handler};
+use crate::id::ConnId;
+use crate::stats::{bump, drop_one};
+use crate::timer::deadline_after;
+
+use super::{Core, Reactor, guarded};
+
+impl<H: Handler> Core<H> {
+    /// A graceful close: writes what is queued, then lingers. A connection
+    /// already closing keeps its first reason.
+    pub(super) fn begin_close(&mut self, key: usize, c: &mut Conn<H::Conn>, reason: CloseReason) -> Verdict {
+        let Phase::Open { read, .. } = c.phase else {
+            return Continue(()); // already closing
+        };
+        if c.output.is_empty() {
+            return self.linger(key, c, reason);
+        }
+        c.phase = Phase::Flushing {
+            reason,
+            eof: read == Read::Eof,
+        };
+        Continue(())
+    }
+
+    /// The last step of a graceful close, once every queued byte is in the
+    /// socket: unless the peer has already closed its side (or lingering is off),
+    /// send our FIN and wait for the peer's end of stream.
+    pub(super) fn linger(&mut self, key: usize, c: &mut Conn<H::Conn>, reason: CloseReason) -> Verdict {
+        let (eof, fin_sent) = match c.phase {
+            Phase::Open { read, write } => (read == Read::Eof, write == Write::Shut),
+            Phase::Flushing { eof, .. } => (eof, false),
+            Phase::Lingering { .. } => return Continue(()),
+        };
+        if eof || self.config.linger.is_zero() {
+            // Nothing more can arrive (or lingering is off): a plain close.
+            return Break(reason);
+        }
+        if !fin_sent {
+            // syscall: shutdown(SHUT_WR): our FIN follows the queued bytes
+            if let Err(e) = c.stream.shutdown_write() {
+                return Break(CloseReason::Io(e.kind()));
+            }
+        }
+        c.phase = Phase::Lingering { reason };
+        let give_up = deadline_after(Instant::now(), self.config.linger);
+        self.lingering.push(give_up, (key, c.generation));
+        // Input that arrived while we flushed raised no new edge: read it now.
+        self.read(key, c)
+    }
+
+    /// The handler asked for a half-close: our FIN goes once the queue drains.
+    pub(super) fn request_shutdown(&mut self, c: &mut Conn<H::Conn>) -> Verdict {
+        if let Phase::Open {
+            write: write @ Write::Open,
+            ..
+        } = &mut c.phase
+        {
+            *write = Write::ShutRequested;
+            if c.output.is_empty() {
+                return self.shut_write(c);
+            }
+        }
+        Continue(())
+    }
+
+    /// Sends the FIN of a half-close, now that the queue is empty.
+    pub(super) fn shut_write(&mut self, c: &mut Conn<H::Conn>) -> Verdict {
+        if let Phase::Open { write, .. } = &mut c.phase
+            && *write != Write::Shut
+        {
+            *write = Write::Shut;
+            // syscall: shutdown(SHUT_WR), once, when the handler asks for a half-close
+            if let Err(e) = c.stream.shutdown_write() {
+                return Break(CloseReason::Io(e.kind()));
+            }
+        }
+        Continue(())
+    }
+}
+
+impl<H: Handler> Reactor<H> {
+    /// Acts on what an operation on connection `key` decided: on `Break`, closes it.
+    pub(super) fn settle(&mut self, key: usize, verdict: Verdict) {
+        if let Break(reason) = verdict {
+            self.close(key, reason);
+        }
+    }
+
+    /// Removes the connection, tells the handler, closes the socket, and gives
+    /// its place under the cap back.
+    pub(super) fn close(&mut self, key: usize, reason: CloseReason) {
+        let Some(c) = self.conns.try_remove(key) else { return };
+        let Conn {
+            stream,
+            peer,
+            origin,
+            generation,
+            state,
+            slot,
+            ..
+        } = c;
+        // On Linux, closing the descriptor removes it from the epoll set: no
+        // epoll_ctl(DEL) syscall is spent. Other selectors want it explicitly.
+        #[cfg(not(target_os = "linux"))]
+        let stream = {
+            let mut stream = stream;
+            let _ = self.poll.registry().deregister(&mut stream);
+            stream
+        };
+        let core = &mut self.core;
+        bump(&core.counters.closed, 1);
+        drop_one(&core.counters.active);
+        let id = ConnId::new(core.index, key, generation);
+        log::trace!("coreloop: closing {id} ({peer}): {reason}");
+        let conn = ConnRef {
+            id,
+            origin,
+            peer: &peer,
+            socket: &stream,
+        };
+        guarded(&core.counters, "on_close", id, || {
+            let mut cx = Context::closed(conn, &mut core.out, &core.handle);
+            core.handler.on_close(state, &mut cx, reason);
+        });
+        core.out.clear();
+        // syscall: close(2), as `stream` drops here; only then is the place under
+        // the cap given back, so the descriptors held never pass the cap
+        drop(stream);
+        drop(slot);
+        self.compact_timers();
+    }
+
+    /// Timer entries of closed connections are skipped when they fall due;
+    /// compact them once they outnumber the live ones, so the bookkeeping is
+    /// bounded by the open connections, not by connection rate × timeout.
+    /// Amortized O(1) per close.
+    fn compact_timers(&mut self) {
+        let conns = &self.conns;
+        let current = |&(key, generation): &(usize, u64)| conns.get(key).is_some_and(|c| c.generation == generation);
+        if let Some(idle) = &mut self.core.idle {
+            idle.compact(conns.len(), current);
+        }
+        self.core.lingering.compact(conns.len(), current);
+    }
+
+    pub(super) fn close_all(&mut self, reason: CloseReason) {
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.close(key, reason);
+        }
+    }
+
+    /// Closes lingering connections whose peer has not closed in time.
+    pub(super) fn expire_lingering(&mut self) {
+        if self.core.lingering.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        while let Some((key, generation)) = self.core.lingering.pop_due(now) {
+            if let Some(c) = self.conns.get(key).filter(|c| c.generation == generation)
+                && let Phase::Lingering { reason } = c.phase
+            {
+                self.close(key, reason);
+            }
+        }
+    }
+}

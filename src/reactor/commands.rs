@@ -1,0 +1,111 @@
+//! What the rest of the server asks of a reactor, through its inbox: connections
+//! handed over by the acceptor, and what handles ask — send, message, close,
+//! connect, shut down.
+//!
+//! A command for one connection names it by [`ConnId`]; one whose connection has
+//! closed, or is closing, is dropped and counted as stale, never carried out on a
+//! connection that reuses its slot.
+
+use std::mem;
+use std::ops::ControlFlow::Continue;
+use std::time::Instant;
+
+use crate::conn::{Conn, Phase, Verdict};
+use crate::context::Origin;
+use crate::handler::{CloseReason, Handler};
+use crate::id::ConnId;
+use crate::inbox::Command;
+use crate::stats::bump;
+
+use super::{Core, Reactor, guarded};
+
+impl<H: Handler> Reactor<H> {
+    pub(super) fn run_commands(&mut self) {
+        let mut commands = mem::take(&mut self.commands);
+        self.inbox.drain_into(&mut commands);
+        for cmd in commands.drain(..) {
+            match cmd {
+                Command::Open(stream, peer, slot) => {
+                    bump(&self.core.counters.accepted, 1);
+                    self.open(stream, peer, Origin::Accepted, Some(slot));
+                    // After `open` counted it as active: the acceptor may briefly
+                    // count it twice, never not at all.
+                    bump(&self.core.counters.handed_over, 1);
+                }
+                Command::Close(id) => self.on_live(id, |core, key, c| core.begin_close(key, c, CloseReason::Local)),
+                Command::Send(id, data) => self.on_live(id, |core, key, c| {
+                    core.out.write_bytes(data);
+                    core.send_staged(key, c)
+                }),
+                Command::Message(id, msg) => {
+                    let msg = *msg.downcast::<H::Message>().expect("Handle checks the message type");
+                    self.on_live(id, |core, key, c| {
+                        core.callback(key, c, "on_message", CloseReason::Local, |h, state, cx| {
+                            h.on_message(state, cx, msg)
+                        })
+                    });
+                }
+                Command::ReactorMessage(msg) => {
+                    let msg = *msg.downcast::<H::Message>().expect("Handle checks the message type");
+                    let core = &mut self.core;
+                    let index = core.index;
+                    guarded(
+                        &core.counters,
+                        "on_reactor_message",
+                        format_args!("reactor {index}"),
+                        || core.handler.on_reactor_message(index, &core.handle, msg),
+                    );
+                }
+                Command::Connect { to, from, tag } => self.start_connect(to, from, tag),
+                Command::Shutdown { deadline } => self.begin_shutdown(deadline),
+            }
+        }
+        self.commands = commands;
+    }
+
+    /// Runs `f` on the connection `id` names if it is still open and not closing,
+    /// and acts on its verdict; a miss counts as stale.
+    fn on_live(&mut self, id: ConnId, f: impl FnOnce(&mut Core<H>, usize, &mut Conn<H::Conn>) -> Verdict) {
+        let key = id.slot();
+        match self.conns.get_mut(key) {
+            Some(c) if c.generation == id.generation() && matches!(c.phase, Phase::Open { .. }) => {
+                let verdict = f(&mut self.core, key, c);
+                self.settle(key, verdict);
+            }
+            _ => {
+                bump(&self.core.counters.stale, 1);
+                log::debug!("coreloop: command for {id} dropped: the connection is gone");
+            }
+        }
+    }
+
+    /// Stops taking connections, tells each open one's handler, and starts a
+    /// graceful close of every connection; the loop ends once all are closed or
+    /// at `deadline`.
+    fn begin_shutdown(&mut self, deadline: Instant) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        self.shutdown_deadline = Some(deadline);
+        // Reuse-port mode: close this reactor's listeners first.
+        self.accept = None;
+        self.abort_connects();
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let Some(c) = self.conns.get_mut(key) else { continue };
+            if !matches!(c.phase, Phase::Open { .. }) {
+                continue; // already closing
+            }
+            let told = self
+                .core
+                .callback(key, c, "on_shutdown", CloseReason::Shutdown, |h, state, cx| {
+                    h.on_shutdown(state, cx)
+                });
+            let verdict = match told {
+                Continue(()) => self.core.begin_close(key, c, CloseReason::Shutdown),
+                closed => closed,
+            };
+            self.settle(key, verdict);
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Outbound connects, from the nonblocking `connect` to the moment the socket
+//! becomes a connection like any accepted one (or the handler hears why not).
+//!
+//! A connect in progress waits in its own slab, with tokens from the pending
+//! range, until the socket turns writable (connected or failed) or the connect
+//! timeout passes.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::Interest;
+use slab::Slab;
+
+use crate::context::Origin;
+use crate::endpoint::{Endpoint, PeerAddr};
+use crate::handler::Handler;
+use crate::net::{SocketOptions, Stream};
+use crate::timer::{Deadlines, deadline_after};
+use crate::token;
+
+use super::{Reactor, guarded};
+
+/// The connects one reactor has in progress.
+#[derive(Debug)]
+pub(super) struct Connects {
+    pending: Slab<Pending>,
+    /// `(slot, serial)` of each pending connect, in deadline order.
+    deadlines: Deadlines<(usize, u64)>,
+    timeout: Duration,
+    options: SocketOptions,
+}
+
+/// An outbound connection whose connect has not completed.
+#[derive(Debug)]
+struct Pending {
+    stream: Stream,
+    peer: PeerAddr,
+    to: Endpoint,
+    tag: u64,
+    /// Tells this connect apart from a later one in the same slot.
+    serial: u64,
+}
+
+impl Connects {
+    pub(super) fn new(timeout: Duration, options: SocketOptions) -> Self {
+        Self {
+            pending: Slab::new(),
+            deadlines: Deadlines::default(),
+            timeout,
+            options,
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.next()
+    }
+}
+
+fn shutting_down() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "the server is shutting down")
+}
+
+impl<H: Handler> Reactor<H> {
+    /// Starts a nonblocking connect.
+    pub(super) fn start_connect(&mut self, to: Endpoint, from: Option<SocketAddr>, tag: u64) {
+        if self.shutdown_deadline.is_some() {
+            return self.connect_failed(tag, &to, shutting_down());
+        }
+        // syscall: socket + connect (nonblocking)
+        let (mut stream, peer) = match Stream::connect(&to, from, &self.connects.options) {
+            Ok(s) => s,
+            Err(e) => return self.connect_failed(tag, &to, e),
+        };
+        let entry = self.connects.pending.vacant_entry();
+        let slot = entry.key();
+        // syscall: registration for the connect's completion (moved, not re-added, on success)
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, token::pending(slot), interest)
+        {
+            return self.connect_failed(tag, &to, e);
+        }
+        let serial = self.next_generation;
+        self.next_generation += 1;
+        entry.insert(Pending {
+            stream,
+            peer,
+            to,
+            tag,
+            serial,
+        });
+        let give_up = deadline_after(Instant::now(), self.connects.timeout);
+        self.connects.deadlines.push(give_up, (slot, serial));
+    }
+
+    /// A readiness event for the connect in pending slot `slot`.
+    pub(super) fn pending_event(&mut self, slot: usize) {
+        let Some(p) = self.connects.pending.get(slot) else {
+            return;
+        };
+        match p.stream.connect_result() {
+            Ok(false) => {} // spurious: still connecting
+            Ok(true) => {
+                let p = self.connects.pending.remove(slot);
+                self.open(p.stream, p.peer, Origin::Connected { tag: p.tag }, None);
+            }
+            Err(e) => {
+                let p = self.connects.pending.remove(slot);
+                self.connect_failed(p.tag, &p.to, e);
+            }
+        }
+    }
+
+    /// Fails connects still pending past the connect timeout.
+    pub(super) fn expire_connects(&mut self) {
+        if self.connects.deadlines.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        while let Some((slot, serial)) = self.connects.deadlines.pop_due(now) {
+            if self.connects.pending.get(slot).is_some_and(|p| p.serial == serial) {
+                let p = self.connects.pending.remove(slot);
+                self.connect_failed(p.tag, &p.to, io::ErrorKind::TimedOut.into());
+            }
+        }
+        // Connects that completed leave their deadline behind.
+        let pending = &self.connects.pending;
+        self.connects.deadlines.compact(pending.len(), |&(slot, serial)| {
+            pending.get(slot).is_some_and(|p| p.serial == serial)
+        });
+    }
+
+    /// Shutdown: every connect in progress fails.
+    pub(super) fn abort_connects(&mut self) {
+        for p in self.connects.pending.drain().collect::<Vec<_>>() {
+            self.connect_failed(p.tag, &p.to, shutting_down());
+        }
+    }
+
+    fn connect_failed(&mut self, tag: u64, to: &Endpoint, e: io::Error) {
+        log::debug!("coreloop: connect to {to} (tag {tag}) failed: {e}");
+        let core = &mut self.core;
+        guarded(
+            &core.counters,
+            "on_connect_error",
+            format_args!("{to} (tag {tag})"),
+            || core.handler.on_connect_error(tag, to, e, &core.handle),
+        );
+    }
+}

@@ -1,0 +1,323 @@
+//! The per-message path, top to bottom: a readiness event → `writable` (flush the
+//! queue) → `read` (into the shared buffer) → `deliver` (to the handler, with
+//! what it left last time) → `carry_out` (what the callback asked) → `send_staged`
+//! (one `write` for all the callback wrote; the rest queued for the writable edge).
+//!
+//! Every function here works on one connection and returns a [`Verdict`]; none
+//! removes a connection.
+
+use std::io;
+use std::mem;
+use std::ops::ControlFlow::{Break, Continue};
+
+use bytes::BytesMut;
+use mio::event::Event;
+
+use crate::conn::{Conn, Phase, Read, Verdict, Write};
+use crate::context::{Context, Requests};
+use crate::handler::{CloseReason, Handler};
+use crate::id::ConnId;
+use crate::outbuf::MAX_IOV;
+use crate::stats::bump;
+
+use super::{Core, guarded};
+
+impl<H: Handler> Core<H> {
+    /// A readiness event for connection `key`.
+    pub(super) fn on_event(&mut self, key: usize, c: &mut Conn<H::Conn>, ev: &Event) -> Verdict {
+        if ev.is_read_closed() {
+            c.fin_seen = true;
+        }
+        if ev.is_error() {
+            // syscall: getsockopt(SO_ERROR), only on an error event
+            match c.stream.take_error() {
+                Ok(Some(e)) | Err(e) => return Break(CloseReason::Io(e.kind())),
+                Ok(None) => {}
+            }
+        }
+        if ev.is_writable() || ev.is_write_closed() {
+            self.writable(key, c)?;
+        }
+        if ev.is_readable() || ev.is_read_closed() {
+            self.read(key, c)?;
+        }
+        Continue(())
+    }
+
+    /// Reads until the socket is drained (a short read), the read budget is spent,
+    /// or the connection stops reading.
+    pub(super) fn read(&mut self, key: usize, c: &mut Conn<H::Conn>) -> Verdict {
+        let mut reads = 0;
+        loop {
+            let lingering = match c.phase {
+                Phase::Open {
+                    read: Read::Reading, ..
+                } => false,
+                // After our FIN: read and drop until the peer's end of stream.
+                Phase::Lingering { .. } => true,
+                // Paused, at end of stream, or flushing before a close (input
+                // waits in the socket: no CPU spent on a peer that floods).
+                _ => return Continue(()),
+            };
+            // syscall: read into the reactor's shared buffer
+            let n = match c.stream.read(&mut self.scratch) {
+                Ok(0) => return self.end_of_stream(key, c),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Continue(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Break(CloseReason::Io(e.kind())),
+            };
+            bump(&self.counters.bytes_in, n as u64);
+            c.last_active = self.now_tick;
+            // A short read drained the socket: new data raises a new edge, so no
+            // read is spent just to see WouldBlock. After a FIN was reported, read
+            // on to see the end of stream (it raises no further edge).
+            let drained = n < self.scratch.len() && !c.fin_seen;
+            if !lingering {
+                self.deliver(key, c, n)?;
+            }
+            if drained {
+                return Continue(());
+            }
+            reads += 1;
+            if reads >= self.config.read_budget {
+                self.defer(key, c);
+                return Continue(());
+            }
+        }
+    }
+
+    /// Hands `n` fresh bytes (in `scratch`) to the handler with whatever the
+    /// connection had left unconsumed.
+    fn deliver(&mut self, key: usize, c: &mut Conn<H::Conn>, n: usize) -> Verdict {
+        let stashed = !c.input.is_empty();
+        let mut input = if stashed {
+            mem::take(&mut c.input)
+        } else {
+            mem::take(&mut self.input)
+        };
+        input.extend_from_slice(&self.scratch[..n]);
+        let verdict = self.callback(key, c, "on_data", CloseReason::Local, |h, state, cx| {
+            h.on_data(state, cx, &mut input)
+        });
+        if stashed {
+            // Keep the partial frame; free the buffer once it is consumed.
+            c.input = if input.is_empty() { BytesMut::new() } else { input };
+        } else {
+            if !input.is_empty() {
+                // Only what the handler left moves into a buffer of the connection's own.
+                c.input = BytesMut::from(&input[..]);
+            }
+            input.clear();
+            self.input = input;
+        }
+        verdict?;
+        if c.input.len() > self.config.max_input {
+            log::debug!(
+                "coreloop: {} left {} bytes unconsumed, over the limit of {}; closing",
+                ConnId::new(self.index, key, c.generation),
+                c.input.len(),
+                self.config.max_input
+            );
+            return Break(CloseReason::InputLimit);
+        }
+        Continue(())
+    }
+
+    /// The peer's end of stream was read.
+    fn end_of_stream(&mut self, key: usize, c: &mut Conn<H::Conn>) -> Verdict {
+        match &mut c.phase {
+            // The peer has everything we sent and closed: close cleanly.
+            Phase::Lingering { reason } => Break(*reason),
+            Phase::Flushing { eof, .. } => {
+                *eof = true; // not read while flushing; kept for completeness
+                Continue(())
+            }
+            Phase::Open { read, .. } => {
+                *read = Read::Eof;
+                c.input = BytesMut::new();
+                self.callback(key, c, "on_eof", CloseReason::PeerClosed, |h, state, cx| {
+                    h.on_eof(state, cx)
+                })
+            }
+        }
+    }
+
+    /// Runs handler callback `f` (named `name` in a panic's log line) for
+    /// connection `key` under `catch_unwind`, then carries out what it asked; a
+    /// close it asks for closes with `reason`, a panic with `Panic`.
+    pub(super) fn callback(
+        &mut self,
+        key: usize,
+        c: &mut Conn<H::Conn>,
+        name: &str,
+        reason: CloseReason,
+        f: impl FnOnce(&mut H, &mut H::Conn, &mut Context<'_>),
+    ) -> Verdict {
+        let id = ConnId::new(self.index, key, c.generation);
+        let (conn, state) = c.split(id);
+        let (handler, out, handle) = (&mut self.handler, &mut self.out, &self.handle);
+        let requests = guarded(&self.counters, name, id, || {
+            let mut cx = Context::new(conn, out, handle);
+            f(handler, state, &mut cx);
+            cx.requests()
+        });
+        match requests {
+            Some(requests) => self.carry_out(key, c, requests, reason),
+            None => {
+                self.out.clear();
+                Break(CloseReason::Panic)
+            }
+        }
+    }
+
+    /// Carries out what a callback asked for: sends its output, then closes
+    /// gracefully (as `reason`) or half-closes on request.
+    pub(super) fn carry_out(
+        &mut self,
+        key: usize,
+        c: &mut Conn<H::Conn>,
+        asked: Requests,
+        reason: CloseReason,
+    ) -> Verdict {
+        if !self.out.is_empty() {
+            self.send_staged(key, c)?;
+        }
+        if asked.close {
+            return self.begin_close(key, c, reason);
+        }
+        if asked.shutdown_write {
+            return self.request_shutdown(c);
+        }
+        Continue(())
+    }
+
+    /// Writes what the last callback staged: one `write` (or `writev`) call; what
+    /// the socket does not take is queued for the writable edge.
+    pub(super) fn send_staged(&mut self, key: usize, c: &mut Conn<H::Conn>) -> Verdict {
+        let total = self.out.len();
+        if !c.accepts_output() {
+            // Writing was shut down (or a close is under way): the bytes are dropped.
+            self.out.clear();
+            return Continue(());
+        }
+        if !c.output.is_empty() {
+            // The socket was full at the last attempt and no writable edge has come
+            // since: a write now would only see EAGAIN. Queue behind, in order.
+            self.out.queue_rest(0, &mut c.output);
+            c.queued += total;
+            return self.check_output(key, c);
+        }
+        let mut sent = 0;
+        while sent < total {
+            let (res, offered) = match self.out.as_contiguous() {
+                // syscall: the one write for this callback's output
+                Some(buf) => (c.stream.write(&buf[sent..]), total - sent),
+                None => {
+                    let mut iov = [io::IoSlice::new(&[]); MAX_IOV];
+                    let n = self.out.slices(sent, &mut iov);
+                    let offered = iov[..n].iter().map(|s| s.len()).sum();
+                    // syscall: one writev when zero-copy buffers were written
+                    (c.stream.write_vectored(&iov[..n]), offered)
+                }
+            };
+            match res {
+                Ok(w) if w > 0 => {
+                    sent += w;
+                    if w < offered {
+                        break; // the socket is full
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                failed => {
+                    bump(&self.counters.bytes_out, sent as u64);
+                    self.out.clear();
+                    let kind = failed.map_or_else(|e| e.kind(), |_| io::ErrorKind::WriteZero);
+                    return Break(CloseReason::Io(kind));
+                }
+            }
+        }
+        bump(&self.counters.bytes_out, sent as u64);
+        c.last_active = self.now_tick;
+        if sent == total {
+            self.out.clear();
+            return Continue(());
+        }
+        self.out.queue_rest(sent, &mut c.output);
+        c.queued += total - sent;
+        self.check_output(key, c)
+    }
+
+    /// The socket can take more: flush the queue; once it drains, go on with a
+    /// close or half-close waiting for it, and resume reading below the low
+    /// watermark.
+    pub(super) fn writable(&mut self, key: usize, c: &mut Conn<H::Conn>) -> Verdict {
+        if c.output.is_empty() {
+            return Continue(());
+        }
+        match c.flush() {
+            Ok(n) => {
+                bump(&self.counters.bytes_out, n as u64);
+                c.last_active = self.now_tick;
+            }
+            Err(e) => return Break(CloseReason::Io(e.kind())),
+        }
+        if c.output.is_empty() {
+            match c.phase {
+                Phase::Flushing { reason, .. } => return self.linger(key, c, reason),
+                Phase::Open {
+                    write: Write::ShutRequested,
+                    ..
+                } => self.shut_write(c)?,
+                _ => {}
+            }
+        }
+        if let Phase::Open {
+            read: read @ Read::Paused,
+            ..
+        } = &mut c.phase
+            && c.queued <= self.config.low_watermark
+        {
+            *read = Read::Reading;
+            // What arrived while paused raised no new edge: read it now.
+            self.defer(key, c);
+        }
+        Continue(())
+    }
+
+    /// Stops reading a connection whose queued output passed the high watermark,
+    /// so a peer that sends without reading cannot grow our memory; closes one
+    /// whose queue passed `max_output` (output that does not come from its own
+    /// input — `Handle::send`, a handler writing on its own — is not held back by
+    /// pausing reads).
+    fn check_output(&mut self, key: usize, c: &mut Conn<H::Conn>) -> Verdict {
+        if c.queued > self.config.max_output {
+            log::debug!(
+                "coreloop: {} has {} bytes queued, over the limit of {}; closing",
+                ConnId::new(self.index, key, c.generation),
+                c.queued,
+                self.config.max_output
+            );
+            return Break(CloseReason::OutputLimit);
+        }
+        if let Phase::Open {
+            read: read @ Read::Reading,
+            ..
+        } = &mut c.phase
+            && c.queued > self.config.high_watermark
+        {
+            *read = Read::Paused;
+            bump(&self.counters.pauses, 1);
+        }
+        Continue(())
+    }
+
+    /// Queues a connection for a read next turn, without waiting for an edge.
+    pub(super) fn defer(&mut self, key: usize, c: &mut Conn<H::Conn>) {
+        if !c.in_ready {
+            c.in_ready = true;
+            self.ready.push((key, c.generation));
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! A reactor: one thread, one `mio::Poll`, one slab of connections, one handler.
+//!
+//! The reactor owns every connection it is given for that connection's whole life,
+//! so nothing here is locked. It moves bytes between sockets and the handler under
+//! edge-triggered readiness; it does not accept (the acceptor does, except in
+//! reuse-port mode) and it does not decide what the bytes mean (the handler does).
+//!
+//! - `mod.rs` (this file): the loop, token dispatch, taking on a connection;
+//! - `io.rs`: the per-message path — read, deliver to the handler, send its output;
+//! - `close.rs`: graceful close, linger, and the one place a connection is removed;
+//! - `connect.rs`: outbound connects until they complete;
+//! - `commands.rs`: what handles and the acceptor ask for, and shutdown;
+//! - `idle.rs`: the idle timeout.
+//!
+//! The reactor is split in two: the slab of connections, and the [`Core`] —
+//! everything else the per-connection path needs. Per-connection functions are
+//! methods of `Core` taking one `&mut Conn`; they never remove a connection but
+//! return a [`Verdict`], and the reactor closes on a `Break` in one place
+//! ([`Reactor::settle`]).
+
+mod close;
+mod commands;
+mod connect;
+mod idle;
+mod io;
+
+use std::fmt;
+use std::mem;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use mio::{Events, Interest, Poll};
+use slab::Slab;
+
+use crate::admission::{AcceptLoop, Slot};
+use crate::config::Config;
+use crate::conn::Conn;
+use crate::context::{ConnRef, Context, Origin};
+use crate::endpoint::PeerAddr;
+use crate::handle::Handle;
+use crate::handler::{CloseReason, Handler};
+use crate::id::ConnId;
+use crate::inbox::{Command, Inbox};
+use crate::net::Stream;
+use crate::outbuf::OutBuf;
+use crate::stats::{Counters, ReactorStats, bump};
+use crate::timer::Deadlines;
+use crate::token::{self, Source};
+
+use connect::Connects;
+use idle::Idle;
+
+/// Readiness events taken per `poll`: more wait for the next turn.
+const EVENTS_PER_POLL: usize = 1024;
+
+/// What a reactor thread returns when it ends.
+#[derive(Debug)]
+pub(crate) struct ReactorExit {
+    pub(crate) stats: ReactorStats,
+    /// Every connection's output was written before the deadline.
+    pub(crate) completed: bool,
+}
+
+/// What the server hands one reactor at start: its place in the server and the
+/// resources made for it before any thread started.
+#[derive(Debug)]
+pub(crate) struct Parts {
+    pub(crate) index: usize,
+    pub(crate) poll: Poll,
+    pub(crate) inbox: Arc<Inbox<Command>>,
+    pub(crate) counters: Arc<Counters>,
+    /// Reuse-port mode: this reactor's own listeners.
+    pub(crate) accept: Option<AcceptLoop>,
+}
+
+/// One event loop: its poll, its connections and what serves them.
+pub(crate) struct Reactor<H: Handler> {
+    /// Open connections by slab slot, which is also their token.
+    conns: Slab<Conn<H::Conn>>,
+    /// Everything the per-connection path needs besides the connection.
+    core: Core<H>,
+    poll: Poll,
+    inbox: Arc<Inbox<Command>>,
+    /// Commands taken from the inbox in one swap per wake (allocation kept).
+    commands: Vec<Command>,
+    /// Outbound connects in progress.
+    connects: Connects,
+    /// Reuse-port mode: this reactor's own listeners.
+    accept: Option<AcceptLoop>,
+    /// Connections accepted this turn, opened once the accept loop is done.
+    accepted: Vec<(Stream, PeerAddr, Slot)>,
+    /// The generation of the next connection or connect: an id is never reused.
+    next_generation: u64,
+    /// Set by shutdown: when connections still open are closed regardless.
+    shutdown_deadline: Option<Instant>,
+}
+
+/// The reactor minus its slab: the handler, the buffers every read and write
+/// goes through, the counters and the timers of the per-connection path.
+pub(crate) struct Core<H: Handler> {
+    index: usize,
+    handler: H,
+    handle: Handle,
+    counters: Arc<Counters>,
+    config: Config,
+    /// Every read lands here first: one buffer per reactor, allocated once.
+    scratch: Box<[u8]>,
+    /// The input handed to the handler when its connection has nothing stashed.
+    input: BytesMut,
+    /// Where a callback's writes collect before the one write after it.
+    out: OutBuf,
+    /// Connections to read again without waiting for an edge: read budget spent,
+    /// or reading resumed after back-pressure. `(slot, generation)`.
+    ready: Vec<(usize, u64)>,
+    /// When each lingering connection gives up waiting for the peer's end of
+    /// stream: `(slot, generation)`, one linger time for all.
+    lingering: Deadlines<(usize, u64)>,
+    idle: Option<Idle>,
+    /// The current idle tick (0 when idle timeouts are off): read once per turn,
+    /// recorded as a connection's last activity.
+    now_tick: u64,
+}
+
+impl<H: Handler> Reactor<H> {
+    pub(crate) fn new(parts: Parts, handler: H, handle: Handle, config: Config) -> Self {
+        let Parts {
+            index,
+            poll,
+            inbox,
+            counters,
+            accept,
+        } = parts;
+        Self {
+            conns: Slab::new(),
+            poll,
+            inbox,
+            commands: Vec::new(),
+            connects: Connects::new(config.connect_timeout, config.socket_options()),
+            accept,
+            accepted: Vec::new(),
+            next_generation: 0,
+            shutdown_deadline: None,
+            core: Core {
+                index,
+                handler,
+                handle,
+                counters,
+                scratch: vec![0; config.read_buffer].into_boxed_slice(),
+                input: BytesMut::with_capacity(config.read_buffer),
+                out: OutBuf::default(),
+                ready: Vec::new(),
+                lingering: Deadlines::default(),
+                idle: config.idle_timeout.map(Idle::new),
+                now_tick: 0,
+                config,
+            },
+        }
+    }
+
+    /// The event loop. Returns when shutdown completes or its deadline passes.
+    pub(crate) fn run(mut self) -> ReactorExit {
+        let mut events = Events::with_capacity(EVENTS_PER_POLL);
+        self.register_own_listeners();
+        let completed = loop {
+            let timeout = self.poll_timeout();
+            // syscall: the one wait per loop turn
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!(
+                    "coreloop: reactor {} poll failed: {e}; closing its connections",
+                    self.core.index
+                );
+                self.close_all(CloseReason::Shutdown);
+                break false;
+            }
+            bump(&self.core.counters.polls, 1);
+            if let Some(idle) = &self.core.idle {
+                // One clock read per turn (vDSO, no syscall); events record this tick.
+                self.core.now_tick = idle.tick_at(Instant::now());
+            }
+            let mut woken = false;
+            let mut n = 0;
+            for ev in events.iter() {
+                n += 1;
+                match Source::of(ev.token()) {
+                    Source::Waker => woken = true,
+                    Source::Pending(slot) => self.pending_event(slot),
+                    Source::Listener(i) => {
+                        if let Some(accept) = &mut self.accept {
+                            accept.mark(i);
+                        }
+                    }
+                    Source::Conn(key) => {
+                        let Some(c) = self.conns.get_mut(key) else {
+                            continue; // closed earlier in this batch
+                        };
+                        let verdict = self.core.on_event(key, c, ev);
+                        self.settle(key, verdict);
+                    }
+                }
+            }
+            bump(&self.core.counters.events, n);
+            self.serve_ready();
+            self.expire_idle();
+            self.expire_lingering();
+            self.expire_connects();
+            // New connections are registered after the batch, so no event of this
+            // batch (for a socket closed in it) can reach a connection reusing its slot.
+            if woken {
+                self.run_commands();
+            }
+            self.accept_own();
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.conns.is_empty() && self.connects.is_empty() {
+                    break true;
+                }
+                if Instant::now() >= deadline {
+                    self.close_all(CloseReason::Shutdown);
+                    break false;
+                }
+            }
+        };
+        ReactorExit {
+            stats: self.core.counters.snapshot(self.core.index),
+            completed,
+        }
+    }
+
+    /// Wait no longer than: zero while connections wait in the ready list, else
+    /// the earliest of the next idle tick, a linger or connect deadline, the end
+    /// of an accept back-off and the shutdown deadline.
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.core.ready.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let idle = self
+            .core
+            .idle
+            .as_ref()
+            .and_then(|idle| idle.next_deadline(self.core.now_tick));
+        let linger = self.core.lingering.next();
+        let connect = self.connects.next_deadline();
+        let backoff = self.accept.as_ref().and_then(AcceptLoop::paused_until);
+        [idle, linger, connect, backoff, self.shutdown_deadline]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t.saturating_duration_since(Instant::now()))
+    }
+
+    /// Reuse-port mode: registers this reactor's own listeners.
+    fn register_own_listeners(&mut self) {
+        let Some(accept) = &mut self.accept else { return };
+        for (i, l) in accept.listeners.iter_mut().enumerate() {
+            if let Err(e) = self.poll.registry().register(l, token::listener(i), Interest::READABLE) {
+                log::error!(
+                    "coreloop: reactor {} cannot register its listener {i}: {e}",
+                    self.core.index
+                );
+            }
+        }
+    }
+
+    /// Reuse-port mode: accepts what waits on this reactor's own listeners (after a
+    /// listener edge, a back-off, or a close that made room under the cap).
+    fn accept_own(&mut self) {
+        let Some(accept) = &mut self.accept else { return };
+        let accepted = &mut self.accepted;
+        accept.accept(|stream, peer, slot| accepted.push((stream, peer, slot)));
+        let mut batch = mem::take(&mut self.accepted);
+        for (stream, peer, slot) in batch.drain(..) {
+            bump(&self.core.counters.accepted, 1);
+            self.open(stream, peer, Origin::Accepted, Some(slot));
+        }
+        self.accepted = batch;
+    }
+
+    /// Reads, without waiting for an edge, the connections queued for it.
+    fn serve_ready(&mut self) {
+        if self.core.ready.is_empty() {
+            return;
+        }
+        let mut list = mem::take(&mut self.core.ready);
+        for &(key, generation) in &list {
+            if let Some(c) = self.conns.get_mut(key).filter(|c| c.generation == generation) {
+                c.in_ready = false;
+                let verdict = self.core.read(key, c);
+                self.settle(key, verdict);
+            }
+        }
+        list.clear();
+        if self.core.ready.is_empty() {
+            self.core.ready = list; // keep the allocation
+        }
+    }
+
+    /// Takes on a connected socket: registers it once, runs `on_open`, and keeps
+    /// it in the slab. `slot` is its place under the cap (accepted connections).
+    fn open(&mut self, mut stream: Stream, peer: PeerAddr, origin: Origin, slot: Option<Slot>) {
+        if self.shutdown_deadline.is_some() {
+            // Shutting down: take no new connection (dropping `slot` gives its place back).
+            return bump(&self.core.counters.closed, 1);
+        }
+        let key = self.conns.vacant_key();
+        // syscall: the one registration this socket gets, edge-triggered, both ways
+        // (a connected outbound socket moves here from the pending range: one MOD)
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        let registry = self.poll.registry();
+        let registered = match origin {
+            Origin::Accepted => registry.register(&mut stream, token::conn(key), interest),
+            Origin::Connected { .. } => registry.reregister(&mut stream, token::conn(key), interest),
+        };
+        if let Err(e) = registered {
+            log::warn!(
+                "coreloop: reactor {} cannot register a connection with {peer}: {e}",
+                self.core.index
+            );
+            return bump(&self.core.counters.closed, 1);
+        }
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let core = &mut self.core;
+        let id = ConnId::new(core.index, key, generation);
+        let conn = ConnRef {
+            id,
+            origin,
+            peer: &peer,
+            socket: &stream,
+        };
+        let opened = guarded(&core.counters, "on_open", id, || {
+            let mut cx = Context::new(conn, &mut core.out, &core.handle);
+            let state = core.handler.on_open(&mut cx);
+            (state, cx.requests())
+        });
+        let Some((state, requests)) = opened else {
+            core.out.clear();
+            return bump(&core.counters.closed, 1); // never opened: dropped with its socket
+        };
+        bump(&core.counters.active, 1);
+        if let Some(idle) = &mut core.idle {
+            idle.arm(core.now_tick, key, generation);
+        }
+        log::trace!("coreloop: opened {id} ({peer})");
+        let now = core.now_tick;
+        let c = self
+            .conns
+            .vacant_entry()
+            .insert(Conn::new(stream, peer, origin, slot, generation, state, now));
+        let verdict = core.carry_out(key, c, requests, CloseReason::Local);
+        self.settle(key, verdict);
+    }
+}
+
+/// Runs user code under `catch_unwind`. A panic is counted and logged — naming
+/// the callback and what it ran for — and comes back as `None`.
+fn guarded<R>(counters: &Counters, callback: &str, subject: impl fmt::Display, f: impl FnOnce() -> R) -> Option<R> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(_) => {
+            bump(&counters.panics, 1);
+            log::warn!("coreloop: handler panicked in {callback} for {subject}");
+            None
+        }
+    }
+}
+
+impl<H: Handler> fmt::Debug for Reactor<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reactor")
+            .field("index", &self.core.index)
+            .field("connections", &self.conns.len())
+            .finish_non_exhaustive()
+    }
+}
