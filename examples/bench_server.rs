@@ -9,6 +9,8 @@
 //! Prints `listening on ADDR with N reactors` (threads, for tokio and mio), serves
 //! until SIGINT or SIGTERM, then exits with status 0.
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "../benches/support/servers.rs"]
 mod servers;
 
@@ -67,7 +69,11 @@ fn main() -> ExitCode {
     let server = match servers::Running::start(kind, threads, addr) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("bench_server: {e}");
+            eprintln!(
+                "bench_server: cannot start the {} server on {addr}: {}",
+                kind.name(),
+                cli::one_line(&e)
+            );
             return ExitCode::from(2);
         }
     };

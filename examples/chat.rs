@@ -3,18 +3,21 @@
 //! receiver live on different reactors — and stores messages for an offline user
 //! until that user next logs in.
 //!
-//! Run it with:
+//! Run the server, then a client in another terminal for each user (the same
+//! program, as a line client: what you type goes to the server, what it sends is
+//! printed):
 //!
 //! ```text
 //! cargo run --release --example chat -- [--addr 127.0.0.1:7879] [--reactors N]
+//! cargo run --release --example chat -- --connect 127.0.0.1:7879
 //! ```
 //!
-//! and talk to it with `nc 127.0.0.1 7879`. The protocol is UTF-8 lines:
+//! The protocol is UTF-8 lines (any line client works, `nc` among them):
 //!
 //! | client sends      | reply                                                        |
 //! |-------------------|--------------------------------------------------------------|
-//! | `login NAME`      | `ok`, then any stored `from …` lines; `error name in use`     |
-//! | `to NAME TEXT`    | `sent` (relayed now) or `stored` (NAME is offline); NAME gets `from SENDER TEXT` |
+//! | `login NAME`      | `ok`, then any stored `from …` lines; `error name in use`; `error already logged in` on a second login |
+//! | `to NAME TEXT`    | `sent` (relayed now) or `stored` (NAME is offline); NAME gets `from SENDER TEXT`; `error not logged in` before `login` |
 //! | `who`             | `online NAME1 NAME2 …`, sorted                                |
 //! | anything else     | `error unknown command`                                      |
 //!
@@ -28,6 +31,9 @@
 //! How it uses coreloop: who is online is one map shared by every reactor (name →
 //! `ConnId`); a relayed line goes to the receiver's connection with
 //! `Handle::send`, which queues it on whichever reactor owns that connection.
+
+#[path = "support/cli.rs"]
+mod cli;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
@@ -189,19 +195,27 @@ impl Handler for Chat {
 }
 
 const USAGE: &str = "\
-usage: chat [--addr ADDR] [--reactors N]
+usage: chat [--addr ADDR] [--reactors N]     run the server
+       chat --connect ADDR                   a line client: stdin to ADDR, replies to stdout
 
 Options:
   --addr ADDR      address to listen on (default 127.0.0.1:7879; port 0 picks one)
   --reactors N     reactor threads (default: the CPU count)
+  --connect ADDR   talk to a chat server at ADDR instead of running one
   -h, --help       print this help";
+
+/// What the command line asks for.
+enum Run {
+    Serve(SocketAddr, usize),
+    Connect(SocketAddr),
+}
 
 fn value(parser: &mut lexopt::Parser) -> Result<String, String> {
     let v = parser.value().map_err(|e| e.to_string())?;
     Ok(v.to_string_lossy().into_owned())
 }
 
-fn parse_args() -> Result<Option<(SocketAddr, usize)>, String> {
+fn parse_args() -> Result<Option<Run>, String> {
     use lexopt::prelude::*;
     let mut addr = SocketAddr::from(([127, 0, 0, 1], 7879));
     let mut reactors = num_cpus::get();
@@ -212,6 +226,11 @@ fn parse_args() -> Result<Option<(SocketAddr, usize)>, String> {
                 let v = value(&mut parser)?;
                 addr = v.parse().map_err(|_| format!("invalid address '{v}' for --addr"))?;
             }
+            Long("connect") => {
+                let v = value(&mut parser)?;
+                let to = v.parse().map_err(|_| format!("invalid address '{v}' for --connect"))?;
+                return Ok(Some(Run::Connect(to)));
+            }
             Long("reactors") => {
                 let v = value(&mut parser)?;
                 reactors = v.parse().map_err(|_| format!("invalid number '{v}' for --reactors"))?;
@@ -220,12 +239,45 @@ fn parse_args() -> Result<Option<(SocketAddr, usize)>, String> {
             other => return Err(other.unexpected().to_string()),
         }
     }
-    Ok(Some((addr, reactors)))
+    Ok(Some(Run::Serve(addr, reactors)))
+}
+
+/// The line client: what is typed goes to the server, what the server sends is
+/// printed. Ends when the server closes, or after stdin ends and the server has
+/// answered (our side is half-closed, so the server sees end of stream).
+fn client(addr: SocketAddr) -> ExitCode {
+    let stream = match std::net::TcpStream::connect(addr) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("chat: cannot connect to {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut to_server = match stream.try_clone() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("chat: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    std::thread::spawn(move || {
+        // Errors end the copy; the server's reply or close ends the client.
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to_server);
+        let _ = to_server.shutdown(std::net::Shutdown::Write);
+    });
+    match std::io::copy(&mut &stream, &mut std::io::stdout().lock()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chat: connection to {addr} failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let (addr, reactors) = match parse_args() {
-        Ok(Some(a)) => a,
+        Ok(Some(Run::Serve(addr, reactors))) => (addr, reactors),
+        Ok(Some(Run::Connect(to))) => return client(to),
         Ok(None) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -256,7 +308,7 @@ fn main() -> ExitCode {
     let server = match started {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("chat: {e}");
+            eprintln!("chat: {}", cli::one_line(&e));
             return ExitCode::from(2);
         }
     };
@@ -277,7 +329,7 @@ fn main() -> ExitCode {
     match server.join() {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("chat: {e}");
+            eprintln!("chat: {}", cli::one_line(&e));
             ExitCode::FAILURE
         }
     }

@@ -22,6 +22,9 @@
 //! `--stats-interval SECS` it prints the per-reactor stats table to stderr every
 //! SECS seconds.
 
+#[path = "support/cli.rs"]
+mod cli;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -159,18 +162,6 @@ fn parse_args() -> Result<Option<Args>, String> {
     Ok(Some(args))
 }
 
-/// The error and its causes on one line: "failed to bind 1.2.3.4:80: permission denied".
-fn one_line(e: &dyn std::error::Error) -> String {
-    let mut line = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        line.push_str(": ");
-        line.push_str(&s.to_string());
-        source = s.source();
-    }
-    line
-}
-
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(Some(args)) => args,
@@ -218,7 +209,7 @@ fn main() -> ExitCode {
     let server = match started {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("echo: {}", one_line(&e));
+            eprintln!("echo: {}", cli::one_line(&e));
             return ExitCode::from(2);
         }
     };
@@ -267,7 +258,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("echo: {}", one_line(&e));
+            eprintln!("echo: {}", cli::one_line(&e));
             ExitCode::FAILURE
         }
     }

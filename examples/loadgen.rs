@@ -22,7 +22,8 @@
 //! With `--server-pid PID` it also reports that process's CPU time per operation
 //! over the measured window (from `/proc/PID/stat`: user + system, and user alone).
 //! Output is a table, or one JSON line with `--json`. Exit status 1 if any byte was
-//! wrong or any connection failed.
+//! wrong or any connection failed — the run stops at the first such failure, it
+//! does not wait out its window — and 2 for a bad option.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -33,6 +34,31 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use coreloop::{CloseReason, Context, Endpoint, Handle, Handler, Server};
+
+const USAGE: &str = "\
+usage: loadgen echo --addr A [--conns C] [--inflight P] [--size S] [--duration D]
+                    [--warmup W] [--count N]
+       loadgen connrate --addr A [--clients K] [--duration D] [--warmup W]
+       loadgen hold --addr A --conns N [--hold T] [--sources K]
+common options: [--reactors R] [--server-pid PID] [--json]
+
+Modes:
+  echo        C connections, P messages of S bytes in flight on each (defaults 1, 1,
+              64); every echoed byte is verified; measures D seconds (default 5) after
+              a W-second warm-up (default 1), or exactly N messages per connection
+  connrate    K clients (default 8) each looping connect, one 64-byte echo, close
+  hold        N connections verified with one echo, then held idle T seconds (default
+              1), from K source addresses 127.0.0.1..127.0.0.K (default 1)
+
+Options:
+  --addr A          the server (default 127.0.0.1:7878)
+  --reactors R      client reactor threads (default 1)
+  --server-pid PID  also report that process's CPU time (and memory) per operation
+  --json            one JSON line instead of a table
+  -h, --help        print this help
+
+Exit status: 0 clean, 1 a byte was wrong or a connection failed (the run stops at
+once), 2 a bad option.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -260,11 +286,7 @@ fn run(cfg: Cfg) -> Result<bool, String> {
     let handle = engine.handle();
     let server_before = cfg.server_pid.and_then(proc_sample);
 
-    let conns = if cfg.mode == Mode::ConnRate {
-        cfg.conns.max(1)
-    } else {
-        cfg.conns
-    };
+    let conns = cfg.conns;
     // Connect in batches so the server's backlog is never overrun.
     for start in (0..conns).step_by(500) {
         for i in start..(start + 500).min(conns) {
@@ -302,7 +324,7 @@ fn run(cfg: Cfg) -> Result<bool, String> {
         let expect = conns as u64;
         let t = &totals;
         let limit = Duration::from_secs(600);
-        if !wait_until(limit, || t.closed.load(Relaxed) >= expect) {
+        if !wait_until(limit, || t.closed.load(Relaxed) >= expect || t.errors.load(Relaxed) > 0) {
             return Err(format!(
                 "timed out after {limit:?} sending {count} messages per connection"
             ));
@@ -313,11 +335,15 @@ fn run(cfg: Cfg) -> Result<bool, String> {
             cfg.server_pid.and_then(proc_sample),
         )
     } else {
-        std::thread::sleep(Duration::from_secs_f64(cfg.warmup));
+        // A failure ends the run at once: its figures would not mean anything.
+        let failed = || totals.errors.load(Relaxed) > 0;
+        wait_until(Duration::from_secs_f64(cfg.warmup), failed);
         let before = cfg.server_pid.and_then(proc_sample);
         let start = Instant::now();
         totals.measuring.store(true, Relaxed);
-        std::thread::sleep(Duration::from_secs_f64(cfg.duration));
+        if !failed() {
+            wait_until(Duration::from_secs_f64(cfg.duration), failed);
+        }
         totals.measuring.store(false, Relaxed);
         let secs = start.elapsed().as_secs_f64();
         (secs, before, cfg.server_pid.and_then(proc_sample))
@@ -379,7 +405,8 @@ fn run(cfg: Cfg) -> Result<bool, String> {
     Ok(errors == 0)
 }
 
-fn parse() -> Result<Cfg, String> {
+/// The configuration, or `None` when help was asked for.
+fn parse() -> Result<Option<Cfg>, String> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_env();
     let mode = match parser.next().map_err(|e| e.to_string())? {
@@ -389,6 +416,7 @@ fn parse() -> Result<Cfg, String> {
             "hold" => Mode::Hold,
             other => return Err(format!("unknown mode '{other}' (echo, connrate, hold)")),
         },
+        Some(Short('h') | Long("help")) => return Ok(None),
         _ => return Err("a mode is required: echo, connrate or hold".into()),
     };
     let mut cfg = Cfg {
@@ -425,20 +453,37 @@ fn parse() -> Result<Cfg, String> {
             Long("sources") => cfg.sources = num(&mut parser, "--sources")?,
             Long("server-pid") => cfg.server_pid = Some(num(&mut parser, "--server-pid")?),
             Long("json") => cfg.json = true,
+            Short('h') | Long("help") => return Ok(None),
             other => return Err(other.unexpected().to_string()),
         }
+    }
+    if cfg.conns == 0 {
+        return Err("--conns (or --clients) must be at least 1".into());
     }
     if cfg.size == 0 || cfg.inflight == 0 || cfg.reactors == 0 || cfg.sources == 0 || cfg.sources > 254 {
         return Err("--size, --inflight, --reactors and --sources (up to 254) must be at least 1".into());
     }
-    Ok(cfg)
+    let seconds = |s: f64| (0.0..=1e6).contains(&s);
+    if !(seconds(cfg.duration) && cfg.duration > 0.0 && seconds(cfg.warmup) && seconds(cfg.hold))
+        || cfg.count == Some(0)
+    {
+        return Err(
+            "--duration must be more than 0, --warmup and --hold 0 or more (all at most 1e6 seconds); --count at least 1"
+                .into(),
+        );
+    }
+    Ok(Some(cfg))
 }
 
 fn main() -> ExitCode {
     let cfg = match parse() {
-        Ok(c) => c,
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
-            eprintln!("loadgen: {e}");
+            eprintln!("loadgen: {e} (try --help)");
             return ExitCode::from(2);
         }
     };

@@ -134,3 +134,55 @@ fn offline_mailboxes_are_bounded_too() {
     // An existing mailbox still takes messages.
     assert_eq!(alice.ask("to nobody0 again"), "stored");
 }
+
+/// A bind failure names the address and keeps the operating system's reason.
+#[test]
+fn chat_and_bench_server_say_why_a_bind_failed() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    for (name, args) in [
+        ("chat", vec!["--addr", &addr]),
+        ("bench_server", vec!["--kind", "coreloop", "--addr", &addr]),
+        ("bench_server", vec!["--kind", "tokio", "--addr", &addr]),
+    ] {
+        let out = std::process::Command::new(example::example_bin(name))
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains(&addr), "{name} names the address: {stderr}");
+        assert!(
+            stderr.contains("Address already in use"),
+            "{name} keeps the reason: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
+    }
+}
+
+/// The example's own line client talks to its server: no `nc` needed.
+#[test]
+fn the_built_in_client_logs_in_and_asks_who_is_online() {
+    let server = example::start_example("chat", &["--addr", "127.0.0.1:0", "--reactors", "2"]);
+    let mut alice = Client::new(&server);
+    alice.send("login alice");
+    assert_eq!(alice.recv(), "ok");
+    let mut child = std::process::Command::new(example::example_bin("chat"))
+        .args(["--connect", &server.addr.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"to alice hi\nlogin bob\nlogin bob\nwho\n")
+        .unwrap(); // stdin closes here: the client half-closes, the server answers and closes
+    let out = example::output_within(child);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "error not logged in\nok\nerror already logged in\nonline alice bob\n"
+    );
+}

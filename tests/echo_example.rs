@@ -168,3 +168,18 @@ fn stats_interval_prints_the_table_and_trace_logs_connection_life() {
     assert!(lines[n - 2].starts_with("reactor 0: accepted="), "{lines:?}");
     assert!(lines[n - 1].starts_with("reactor 1: accepted="), "{lines:?}");
 }
+
+#[test]
+fn the_longest_grace_still_shuts_down_on_sigterm() {
+    let server = example::start(&["--reactors", "1", "--grace", "18446744073709551615"]);
+    let s = connect(server.addr);
+    assert_eq!(roundtrip(&s, b"hi"), b"hi");
+    drop(s);
+    server.signal("-TERM");
+    let (code, lines) = server.finish();
+    assert_eq!(code, 0, "stderr: {lines:?}");
+    assert_eq!(
+        lines,
+        ["reactor 0: accepted=1 closed=1 bytes_in=2 bytes_out=2 panics=0"]
+    );
+}

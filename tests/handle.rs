@@ -230,3 +230,37 @@ fn a_full_inbox_refuses_with_inbox_full() {
     (&stream).read_exact(&mut got).unwrap();
     assert!(got.iter().all(|&b| b == b'x'));
 }
+
+/// `Error::NotConnected` is for ids this server never had (another server's);
+/// an id whose connection closed is no error: the command is dropped and counted.
+#[test]
+fn not_connected_is_for_foreign_ids_and_a_closed_id_is_counted_as_stale() {
+    let (big, big_rx) = relay_server(2, 1024);
+    let (small, small_rx) = relay_server(1, 1024);
+    // A connection on reactor 1 of the two-reactor server.
+    let clients: Vec<_> = (0..2).map(|_| connect(big.local_addrs()[0])).collect();
+    let foreign = (0..2)
+        .map(|_| big_rx.recv_timeout(DEADLINE).unwrap())
+        .find(|id| id.reactor() == 1)
+        .expect("round-robin puts one connection on reactor 1");
+    let handle = small.handle();
+    for err in [
+        handle.send(foreign, &b"x"[..]).unwrap_err(),
+        handle.close(foreign).unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::NotConnected { id } if id == foreign), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!("connection {foreign} does not belong to this server")
+        );
+    }
+    // One of its own, closed: accepted, then dropped and counted by the reactor.
+    let own = connect(small.local_addrs()[0]);
+    let id = small_rx.recv_timeout(DEADLINE).unwrap();
+    drop(own);
+    wait_for("the connection to close", || handle.stats().total().active == 0);
+    handle.send(id, &b"too late"[..]).unwrap();
+    handle.close(id).unwrap();
+    wait_for("both commands to count as stale", || handle.stats().total().stale == 2);
+    drop(clients);
+}

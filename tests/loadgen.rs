@@ -94,3 +94,50 @@ fn every_mode_runs_clean_against_the_echo_example() {
     let (code, _) = server.finish();
     assert_eq!(code, 0);
 }
+
+#[test]
+fn help_bad_counts_and_a_refused_server_end_at_once_with_the_right_status() {
+    let run = |args: &[&str]| {
+        let out = Command::new(example_bin("loadgen"))
+            .args(args)
+            .output()
+            .expect("run loadgen");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        (out.status.code(), stdout, stderr)
+    };
+    for help in [&["--help"][..], &["-h"], &["echo", "--help"]] {
+        let (code, stdout, _) = run(help);
+        assert_eq!(code, Some(0), "{help:?}");
+        assert!(stdout.starts_with("usage: loadgen echo"), "{stdout}");
+        for mode in ["echo", "connrate", "hold", "--server-pid", "--json"] {
+            assert!(stdout.contains(mode), "{mode} in {stdout}");
+        }
+    }
+    for zero in [
+        &["echo", "--conns", "0"][..],
+        &["connrate", "--clients", "0"],
+        &["hold", "--conns", "0"],
+    ] {
+        let (code, _, stderr) = run(zero);
+        assert_eq!(code, Some(2), "{zero:?}: {stderr}");
+        assert!(stderr.contains("--conns") && stderr.contains("at least 1"), "{stderr}");
+    }
+    // Nobody listens: every connect is refused. The run ends at once (not after
+    // its 60-second window) with status 1 and the reason.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let started = std::time::Instant::now();
+    let (code, _, stderr) = run(&["echo", "--addr", &addr, "--duration", "60", "--json"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("connect to {addr} failed")) && stderr.contains("refused"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -107,6 +107,35 @@ pub fn spawn_example(cmd: &mut Command, args: &[&str]) -> Running {
     }
 }
 
+/// Collects a child's output once it exits, killing it (and failing the test) if
+/// it has not exited within [`DEADLINE`](super::DEADLINE).
+pub fn output_within(mut child: Child) -> Output {
+    let stdout = child.stdout.take();
+    let reader = thread::spawn(move || {
+        let mut out = Vec::new();
+        if let Some(mut s) = stdout {
+            let _ = s.read_to_end(&mut out);
+        }
+        out
+    });
+    let end = std::time::Instant::now() + super::DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() >= end {
+            let _ = child.kill();
+            panic!("the child did not exit within {:?}", super::DEADLINE);
+        }
+        thread::sleep(std::time::Duration::from_millis(5));
+    };
+    Output {
+        status,
+        stdout: reader.join().unwrap(),
+        stderr: Vec::new(),
+    }
+}
+
 pub fn start(args: &[&str]) -> Running {
     start_with("", args)
 }
@@ -142,9 +171,21 @@ impl Running {
         assert!(status.success());
     }
 
-    /// Waits for exit; returns the exit code and every stderr line.
+    /// Waits for exit (at most [`DEADLINE`](super::DEADLINE): a server that does
+    /// not stop is killed and the test fails); returns the exit code and every
+    /// stderr line.
     pub fn finish(mut self) -> (i32, Vec<String>) {
-        let status = self.child.wait().unwrap();
+        let end = std::time::Instant::now() + super::DEADLINE;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() >= end {
+                let _ = self.child.kill();
+                panic!("the example did not exit within {:?}", super::DEADLINE);
+            }
+            thread::sleep(std::time::Duration::from_millis(5));
+        };
         if let Some(c) = self.collector.take() {
             c.join().unwrap();
         }
