@@ -2,7 +2,9 @@
 //!
 //! Start-up order: listeners are bound (a failure names the address), every poll
 //! and waker is created, the handlers are made, and only then are threads spawned,
-//! so a failure before that point leaves nothing running.
+//! so a failure before that point leaves nothing running. `start` is one long
+//! function on purpose, so that order reads top to bottom; with the opening of
+//! listeners (TCP, Unix, adopted, systemd's) it is most of this file.
 
 use std::any::TypeId;
 use std::io;
