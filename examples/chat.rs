@@ -161,7 +161,6 @@ fn valid_name(name: &str) -> bool {
 
 impl Handler for Chat {
     type Conn = Session;
-    type Message = ();
 
     fn on_open(&mut self, _cx: &mut Context<'_>) -> Session {
         Session::default()

@@ -69,7 +69,6 @@ struct Echo;
 
 impl Handler for Echo {
     type Conn = ();
-    type Message = ();
 
     fn on_open(&mut self, _cx: &mut Context<'_>) {}
 

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use coreloop::{CloseReason, Context, Endpoint, Handle, Handler, Server};
+use coreloop::{CloseReason, Context, Endpoint, Handler, ReactorContext, Server};
 
 const USAGE: &str = "\
 usage: loadgen echo --addr A [--conns C] [--inflight P] [--size S] [--duration D]
@@ -132,7 +132,6 @@ impl Client {
 
 impl Handler for Client {
     type Conn = Conn;
-    type Message = ();
 
     fn on_open(&mut self, cx: &mut Context<'_>) -> Conn {
         let started = match cx.origin() {
@@ -219,7 +218,13 @@ impl Handler for Client {
         self.flush_latencies();
     }
 
-    fn on_connect_error(&mut self, _tag: u64, to: &Endpoint, error: std::io::Error, handle: &Handle) {
+    fn on_connect_error(
+        &mut self,
+        cx: &mut ReactorContext<'_, Self::Conn>,
+        _tag: u64,
+        to: &Endpoint,
+        error: std::io::Error,
+    ) {
         if self.totals.stop.load(Relaxed) {
             // Our own shutdown ended a connect still in progress (connrate mode):
             // not the server's failure.
@@ -228,7 +233,7 @@ impl Handler for Client {
         self.totals.errors.fetch_add(1, Relaxed);
         eprintln!("loadgen: connect to {to} failed: {error}");
         if self.cfg.mode == Mode::ConnRate {
-            let _ = handle.connect(self.cfg.addr, self.base.elapsed().as_nanos() as u64);
+            let _ = cx.connect(self.cfg.addr, self.base.elapsed().as_nanos() as u64);
         }
     }
 }

@@ -17,13 +17,13 @@ use crate::inbox::{AcceptorCommand, Command, Inbox};
 use crate::token::{self, Source};
 
 /// The acceptor thread's state.
-pub(crate) struct Acceptor {
+pub(crate) struct Acceptor<M> {
     poll: Poll,
     accept: AcceptLoop,
     inbox: Arc<Inbox<AcceptorCommand>>,
-    handle: Handle,
+    handle: Handle<M>,
     /// Accepted connections per reactor, handed over once per batch.
-    batches: Vec<Vec<Command>>,
+    batches: Vec<Vec<Command<M>>>,
     pick: Pick,
 }
 
@@ -36,12 +36,12 @@ enum Pick {
     LeastConnections(Vec<u64>),
 }
 
-impl Acceptor {
+impl<M: Send + 'static> Acceptor<M> {
     pub(crate) fn new(
         poll: Poll,
         accept: AcceptLoop,
         inbox: Arc<Inbox<AcceptorCommand>>,
-        handle: Handle,
+        handle: Handle<M>,
         distribution: Distribution,
     ) -> Self {
         let reactors = handle.reactors();
@@ -140,7 +140,7 @@ impl Acceptor {
 impl Pick {
     /// The reactor for the next connection, among those still running; counts
     /// the connection as handed to it.
-    fn next(&mut self, handle: &Handle) -> Option<usize> {
+    fn next<M: Send + 'static>(&mut self, handle: &Handle<M>) -> Option<usize> {
         let shared = handle.shared();
         let reactors = &shared.reactors;
         match self {

@@ -29,7 +29,6 @@ use crate::server::Server;
 /// # struct Echo;
 /// # impl Handler for Echo {
 /// #     type Conn = ();
-/// #     type Message = ();
 /// #     fn on_open(&mut self, _: &mut Context<'_>) {}
 /// #     fn on_data(&mut self, _: &mut (), cx: &mut Context<'_>, input: &mut BytesMut) {
 /// #         cx.write(input);
@@ -100,6 +99,10 @@ impl Builder {
     /// (250 ms).
     pub const DEFAULT_ACCEPT_BACKOFF: Duration = Duration::from_millis(250);
 
+    /// Default limit on the handler's timers armed at once on one reactor
+    /// (2^20, about 64 MiB of wheel entries at most).
+    pub const DEFAULT_MAX_TIMERS: usize = 1 << 20;
+
     /// The most reactors a server may run: one per core is the intent; this only
     /// refuses absurd values before threads are spawned.
     pub const MAX_REACTORS: usize = 1024;
@@ -133,6 +136,7 @@ impl Default for Builder {
                 idle_timeout: None,
                 linger: Self::DEFAULT_LINGER,
                 connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+                max_timers: Self::DEFAULT_MAX_TIMERS,
                 distribution: Distribution::RoundRobin,
                 send_buffer: None,
                 recv_buffer: None,
@@ -376,10 +380,12 @@ impl Builder {
     }
 
     /// Closes connections with no traffic in either direction for `timeout`
-    /// ([`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout)). Off
-    /// (`None`) by default. The check is coarse — a connection closes between
-    /// `timeout` and `timeout` + 1/8 of it — and costs nothing per read or write
-    /// beyond recording the time. At least 1 ms; any longer duration is accepted
+    /// ([`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout)), after
+    /// [`Handler::on_limit`](crate::Handler::on_limit) could write a last reply.
+    /// Off (`None`) by default. A connection closes a millisecond or two after its
+    /// timeout (activity is timed at the start of the loop turn that saw it); the
+    /// cost is one store per read or write and one timer re-armed per timeout
+    /// period per busy connection. At least 1 ms; any longer duration is accepted
     /// (`Duration::MAX` never fires in practice).
     pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.config.idle_timeout = timeout.into();
@@ -405,6 +411,18 @@ impl Builder {
         self
     }
 
+    /// The most timers the handler may have armed at once on one reactor
+    /// ([`Context::set_timer`](crate::Context::set_timer),
+    /// [`ReactorContext::set_timer`](crate::ReactorContext::set_timer)); past it
+    /// arming fails with [`Error::TimerLimit`](crate::Error::TimerLimit). The
+    /// reactor's own timers (idle, linger, connect) are bounded by its
+    /// connections and not counted. Default
+    /// [`DEFAULT_MAX_TIMERS`](Self::DEFAULT_MAX_TIMERS); at least 1.
+    pub fn max_timers(mut self, timers: usize) -> Self {
+        self.config.max_timers = timers;
+        self
+    }
+
     /// Validates the configuration, opens every listener, calls `factory` once per
     /// reactor (with the reactor's index) and starts the threads.
     ///
@@ -413,10 +431,11 @@ impl Builder {
     /// [`Error::Config`] for an invalid setting (nothing is opened or started),
     /// [`Error::Bind`] naming the address that failed, [`Error::Setup`] if a poll
     /// instance or thread cannot be created.
-    pub fn start<H, F>(self, factory: F) -> Result<Server>
+    pub fn start<H, F, M>(self, factory: F) -> Result<Server<M>>
     where
-        H: Handler,
+        H: Handler<M>,
         F: FnMut(usize) -> H,
+        M: Send + 'static,
     {
         self.validate()?;
         Server::start(self.config, self.listeners, factory)
@@ -480,6 +499,9 @@ impl Builder {
                     c.accept_backoff
                 ),
             );
+        }
+        if c.max_timers == 0 {
+            return refuse("max_timers", "must be at least 1".into());
         }
         if c.connect_timeout.is_zero() {
             return refuse("connect_timeout", "must be more than zero".into());

@@ -52,6 +52,7 @@ pub(crate) struct Config {
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) linger: Duration,
     pub(crate) connect_timeout: Duration,
+    pub(crate) max_timers: usize,
     pub(crate) distribution: Distribution,
     pub(crate) send_buffer: Option<usize>,
     pub(crate) recv_buffer: Option<usize>,

@@ -56,10 +56,11 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::admission::Slot;
 use crate::context::{ConnRef, Origin};
 use crate::endpoint::PeerAddr;
-use crate::handler::CloseReason;
 use crate::id::ConnId;
 use crate::net::Stream;
 use crate::outbuf::MAX_IOV;
+use crate::reason::CloseReason;
+use crate::timer::TimerList;
 
 /// What an operation on a connection decided: `Continue(())` to keep serving it,
 /// `Break(reason)` to close it for `reason`. `#[must_use]` (as `ControlFlow` is),
@@ -121,13 +122,28 @@ pub(crate) struct Conn<S> {
     pub(crate) output: VecDeque<Bytes>,
     /// Bytes in `output`.
     pub(crate) queued: usize,
-    /// Readiness hints, not states: a readiness event reported the peer's FIN
-    /// (read on to the end of stream: it raises no further edge) …
-    pub(crate) fin_seen: bool,
-    /// … and the connection waits in the reactor's ready list for a read turn.
-    pub(crate) in_ready: bool,
+    /// Every timer armed for this connection (idle, linger, the handler's),
+    /// cancelled together when it closes.
+    pub(crate) timers: TimerList,
     /// The tick of the last byte read or written (idle timeout).
     pub(crate) last_active: u64,
+    /// Output passed the high watermark and has not yet drained to the low one
+    /// (flow control: [`Context::is_writable`](crate::Context::is_writable) says
+    /// no; reading is paused).
+    pub(crate) over_high: bool,
+    /// Hints, not states: a readiness event reported the peer's FIN (read on to
+    /// the end of stream: it raises no further edge) …
+    pub(crate) fin_seen: bool,
+    /// … the connection waits in the reactor's ready list for a read turn …
+    pub(crate) in_ready: bool,
+    /// … the handler is to hear `on_writable` on its next turn (output drained,
+    /// or it was told it could not write and the socket then took everything) …
+    pub(crate) wake_writable: bool,
+    /// … its unconsumed input is to be handed to the handler again before the
+    /// next read (it held requests back until output drained) …
+    pub(crate) redeliver: bool,
+    /// … and a reactor-level callback wrote to it (flushed once it returns).
+    pub(crate) touched: bool,
 }
 
 impl<S> Conn<S> {
@@ -154,10 +170,20 @@ impl<S> Conn<S> {
             input: BytesMut::new(),
             output: VecDeque::new(),
             queued: 0,
+            timers: TimerList::default(),
+            last_active: now,
+            over_high: false,
             fin_seen: false,
             in_ready: false,
-            last_active: now,
+            wake_writable: false,
+            redeliver: false,
+            touched: false,
         }
+    }
+
+    /// Whether the connection is serving (not closing).
+    pub(crate) fn is_open(&self) -> bool {
+        matches!(self.phase, Phase::Open { .. })
     }
 
     /// The connection as a handler's context sees it, and its state, borrowed
@@ -168,6 +194,9 @@ impl<S> Conn<S> {
             origin: self.origin,
             peer: &self.peer,
             socket: &self.stream,
+            queued: self.queued,
+            over_high: self.over_high,
+            timers: &mut self.timers,
         };
         (conn, &mut self.state)
     }

@@ -79,13 +79,21 @@ pub enum Error {
         /// The index of the reactor whose inbox is full.
         index: usize,
     },
-    /// A message's type is not the handler's [`Handler::Message`](crate::Handler::Message).
-    #[error("message type {sent} is not the handler's message type {expected}")]
-    MessageType {
-        /// The type that was sent.
-        sent: &'static str,
-        /// The handler's message type.
-        expected: &'static str,
+    /// A reactor already has as many of the handler's timers armed as
+    /// [`Builder::max_timers`](crate::Builder::max_timers) allows.
+    #[error("reactor {reactor} has {max} timers armed, its limit (Builder::max_timers)")]
+    TimerLimit {
+        /// The reactor whose limit was reached.
+        reactor: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The connection is closed: a timer cannot be set on it (in
+    /// [`Handler::on_close`](crate::Handler::on_close)).
+    #[error("connection {id} is closed")]
+    ConnectionClosed {
+        /// The connection.
+        id: ConnId,
     },
     /// A reactor index names no reactor of this server.
     #[error("no reactor {index} (the server has {reactors})")]

@@ -4,7 +4,6 @@
 //! touches a socket or a connection directly, so it is safe from any thread,
 //! including from inside a handler on any reactor.
 
-use std::any::{Any, TypeId};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +22,9 @@ use crate::timer::deadline_after;
 
 /// A cheap, cloneable handle to a running server, usable from any thread.
 ///
+/// `M` is the handler's message type (`()` for a handler without messages): a
+/// message of any other type does not compile.
+///
 /// # Examples
 ///
 /// ```
@@ -31,7 +33,6 @@ use crate::timer::deadline_after;
 /// # struct Nop;
 /// # impl Handler for Nop {
 /// #     type Conn = ();
-/// #     type Message = ();
 /// #     fn on_open(&mut self, _: &mut Context<'_>) {}
 /// #     fn on_data(&mut self, _: &mut (), _: &mut Context<'_>, _: &mut BytesMut) {}
 /// # }
@@ -44,40 +45,58 @@ use crate::timer::deadline_after;
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone)]
-pub struct Handle {
-    shared: Arc<Shared>,
+pub struct Handle<M = ()> {
+    shared: Arc<Shared<M>>,
 }
 
-pub(crate) struct Shared {
-    pub(crate) reactors: Vec<Arc<Inbox<Command>>>,
+impl<M> Clone for Handle<M> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+pub(crate) struct Shared<M> {
+    pub(crate) reactors: Vec<Arc<Inbox<Command<M>>>>,
     pub(crate) counters: Vec<Arc<Counters>>,
     pub(crate) acceptor: Option<Arc<Inbox<AcceptorCommand>>>,
     /// The connection cap and accept back-offs (read for stats).
     pub(crate) admission: Arc<Admission>,
     pub(crate) shutting_down: AtomicBool,
-    /// The handler's `Message` type, checked when a message is sent.
-    pub(crate) message_type: (TypeId, &'static str),
     /// Round-robin position for `connect`.
     pub(crate) next_connect: AtomicUsize,
 }
 
-impl Handle {
-    pub(crate) fn new(shared: Shared) -> Self {
+impl<M: Send + 'static> Handle<M> {
+    pub(crate) fn new(shared: Shared<M>) -> Self {
         Self {
             shared: Arc::new(shared),
         }
     }
 
-    pub(crate) fn shared(&self) -> &Shared {
+    pub(crate) fn shared(&self) -> &Shared<M> {
         &self.shared
     }
 
     /// Starts a graceful shutdown and returns at once: listeners close first (new
     /// connects are refused), then every reactor tells its handlers
-    /// ([`Handler::on_shutdown`](crate::Handler::on_shutdown)), writes what is queued
-    /// for at most `grace`, and closes every connection. Wait for the end with
+    /// ([`Handler::on_shutdown`](crate::Handler::on_shutdown)) and closes every
+    /// connection gracefully. Wait for the end with
     /// [`Server::join`](crate::Server::join). Calling it again has no further effect.
+    ///
+    /// What shutdown waits for, for each connection and never past `grace`:
+    /// 1. its queued output (and what `on_shutdown` wrote) to be written to the
+    ///    socket;
+    /// 2. then, after our FIN, the peer's end of stream — at most the
+    ///    [linger time](crate::Builder::linger), so that a peer still sending is
+    ///    not reset and does not lose the end of what we sent. A peer that
+    ///    neither sends nor closes is waited for that long (or until `grace`).
+    ///
+    /// At `grace` every connection still open is closed. The
+    /// [`Report`](crate::Report)'s `completed` says whether step 1 finished for
+    /// every connection; a connection still lingering at `grace` had all its
+    /// output written and does not count against it.
     ///
     /// Any `grace` is accepted: one too long for the clock to represent
     /// (`Duration::MAX`) means waiting, in practice, until every queued byte is
@@ -134,27 +153,100 @@ impl Handle {
     /// Sends an application message to connection `id`: the owning reactor runs
     /// [`Handler::on_message`](crate::Handler::on_message) with the connection's
     /// state, so application logic runs where the connection lives. Like
-    /// [`send`](Self::send), a stale id only counts in `stale`.
+    /// [`send`](Self::send), a stale id only counts in `stale`. The message moves
+    /// through the reactor's inbox as it is: no allocation, no type check.
     ///
     /// # Errors
     ///
-    /// [`Error::MessageType`] if `M` is not the handler's `Message` type, and the
-    /// errors of [`send`](Self::send).
-    pub fn message<M: Send + 'static>(&self, id: ConnId, msg: M) -> Result<()> {
-        let msg = self.boxed(msg)?;
+    /// As [`send`](Self::send).
+    ///
+    /// # Examples
+    ///
+    /// A handler taking `String` messages; its handle takes nothing else.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use coreloop::{ConnId, Context, Handler, Server};
+    ///
+    /// struct Notes;
+    ///
+    /// impl Handler<String> for Notes {
+    ///     type Conn = ();
+    ///     fn on_open(&mut self, _cx: &mut Context<'_, String>) {}
+    ///     fn on_data(&mut self, _: &mut (), _: &mut Context<'_, String>, input: &mut BytesMut) {
+    ///         input.clear();
+    ///     }
+    ///     fn on_message(&mut self, _: &mut (), cx: &mut Context<'_, String>, note: String) {
+    ///         cx.write(note.as_bytes());
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> coreloop::Result<()> {
+    /// let server = Server::builder().reactors(1).bind(([127, 0, 0, 1], 0)).start(|_| Notes)?;
+    /// # let id: Option<ConnId> = None;
+    /// # if let Some(id) = id {
+    /// server.handle().message(id, "hello\n".to_string())?;
+    /// # }
+    /// # server.shutdown(std::time::Duration::from_secs(1))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// A message of another type is a compile error, not a run-time one:
+    ///
+    /// ```compile_fail,E0308
+    /// # use bytes::BytesMut;
+    /// # use coreloop::{ConnId, Context, Handler, Server};
+    /// # struct Notes;
+    /// # impl Handler<String> for Notes {
+    /// #     type Conn = ();
+    /// #     fn on_open(&mut self, _cx: &mut Context<'_, String>) {}
+    /// #     fn on_data(&mut self, _: &mut (), _: &mut Context<'_, String>, _: &mut BytesMut) {}
+    /// # }
+    /// # fn main() -> coreloop::Result<()> {
+    /// # let server = Server::builder().reactors(1).bind(([127, 0, 0, 1], 0)).start(|_| Notes)?;
+    /// # let id: ConnId = todo!();
+    /// server.handle().message(id, 42_u32)?; // expected `String`, found `u32`
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn message(&self, id: ConnId, msg: M) -> Result<()> {
         self.to_conn(id, Command::Message(id, msg))
     }
 
     /// Sends an application message to reactor `reactor`'s handler
-    /// ([`Handler::on_reactor_message`](crate::Handler::on_reactor_message)).
+    /// ([`Handler::on_reactor_message`](crate::Handler::on_reactor_message)),
+    /// which can reach every connection of that reactor.
     ///
     /// # Errors
     ///
-    /// [`Error::MessageType`], [`Error::NoReactor`], [`Error::InboxFull`],
-    /// [`Error::ShutDown`].
-    pub fn message_reactor<M: Send + 'static>(&self, reactor: usize, msg: M) -> Result<()> {
-        let msg = self.boxed(msg)?;
+    /// [`Error::NoReactor`], [`Error::InboxFull`], [`Error::ShutDown`].
+    pub fn message_reactor(&self, reactor: usize, msg: M) -> Result<()> {
         self.command(reactor, Command::ReactorMessage(msg))
+    }
+
+    /// Sends `msg` to every reactor's handler
+    /// ([`Handler::on_reactor_message`](crate::Handler::on_reactor_message)): one
+    /// cross-thread message per reactor, each of which then writes to its own
+    /// connections — a fan-out to any number of subscribers for the price of a
+    /// few messages. Messages broadcast from one thread arrive at each reactor in
+    /// the order they were sent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InboxFull`] or [`Error::ShutDown`] for the first reactor that
+    /// could not take it; the others still get it.
+    pub fn broadcast(&self, msg: M) -> Result<()>
+    where
+        M: Clone,
+    {
+        let mut first_error = None;
+        for index in 0..self.shared.reactors.len() {
+            if let Err(e) = self.command(index, Command::ReactorMessage(msg.clone())) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Opens an outbound connection to `to` (TCP or Unix) on a reactor chosen
@@ -181,7 +273,6 @@ impl Handle {
     ///
     /// impl Handler for Probe {
     ///     type Conn = ();
-    ///     type Message = ();
     ///     fn on_open(&mut self, cx: &mut Context<'_>) {
     ///         let _ = self.0.send(cx.origin());
     ///     }
@@ -252,25 +343,14 @@ impl Handle {
         )
     }
 
-    fn boxed<M: Send + 'static>(&self, msg: M) -> Result<Box<dyn Any + Send>> {
-        let (expected, name) = self.shared.message_type;
-        if TypeId::of::<M>() != expected {
-            return Err(Error::MessageType {
-                sent: std::any::type_name::<M>(),
-                expected: name,
-            });
-        }
-        Ok(Box::new(msg))
-    }
-
-    fn to_conn(&self, id: ConnId, cmd: Command) -> Result<()> {
+    fn to_conn(&self, id: ConnId, cmd: Command<M>) -> Result<()> {
         if id.reactor() >= self.shared.reactors.len() {
             return Err(Error::NotConnected { id });
         }
         self.command(id.reactor(), cmd)
     }
 
-    fn command(&self, index: usize, cmd: Command) -> Result<()> {
+    fn command(&self, index: usize, cmd: Command<M>) -> Result<()> {
         let inbox = self.shared.reactors.get(index).ok_or(Error::NoReactor {
             index,
             reactors: self.shared.reactors.len(),
@@ -310,7 +390,6 @@ impl Handle {
     ///
     /// impl Handler for Publish {
     ///     type Conn = ();
-    ///     type Message = ();
     ///     fn on_open(&mut self, cx: &mut Context<'_>) {
     ///         cx.write(b"welcome\n");
     ///         let _ = self.0.send(cx.id());
@@ -354,7 +433,6 @@ impl Handle {
     /// # struct Nop;
     /// # impl Handler for Nop {
     /// #     type Conn = ();
-    /// #     type Message = ();
     /// #     fn on_open(&mut self, _: &mut Context<'_>) {}
     /// #     fn on_data(&mut self, _: &mut (), _: &mut Context<'_>, _: &mut BytesMut) {}
     /// # }
@@ -387,7 +465,7 @@ impl Handle {
     }
 }
 
-impl fmt::Debug for Handle {
+impl<M> fmt::Debug for Handle<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handle")
             .field("reactors", &self.shared.reactors.len())

@@ -1,15 +1,15 @@
-//! The user's code: the [`Handler`] trait and why a connection closed.
+//! The user's code: the [`Handler`] trait.
 //!
 //! This file defines the contract only; the reactor decides when each callback runs.
 
-use std::fmt;
 use std::io;
 
 use bytes::BytesMut;
 
 use crate::context::Context;
 use crate::endpoint::Endpoint;
-use crate::handle::Handle;
+use crate::local::ReactorContext;
+use crate::reason::CloseReason;
 
 /// The application logic of a server: one instance per reactor.
 ///
@@ -19,8 +19,15 @@ use crate::handle::Handle;
 /// [`on_open`](Handler::on_open) and stored inline in the reactor's slab: no
 /// allocation and no lock per connection.
 ///
+/// `M` is the type of the application messages a [`Handle`](crate::Handle) sends
+/// to connections and reactors ([`on_message`](Handler::on_message),
+/// [`on_reactor_message`](Handler::on_reactor_message)); a handler that takes none
+/// implements `Handler` and `M` is `()`. The handle is typed by it, so a message
+/// of another type does not compile.
+///
 /// Every callback runs inside `catch_unwind`: a panic closes that connection with
-/// [`CloseReason::Panic`] and the reactor serves every other connection on.
+/// [`CloseReason::Panic`] (or, in a reactor-level callback, is counted and
+/// logged) and the reactor serves every other connection on.
 ///
 /// # Examples
 ///
@@ -34,7 +41,6 @@ use crate::handle::Handle;
 ///
 /// impl Handler for Echo {
 ///     type Conn = ();
-///     type Message = ();
 ///
 ///     fn on_open(&mut self, _cx: &mut Context<'_>) {}
 ///
@@ -44,18 +50,20 @@ use crate::handle::Handle;
 ///     }
 /// }
 /// ```
-pub trait Handler: Send + 'static {
+pub trait Handler<M: Send + 'static = ()>: Send + 'static {
     /// Per-connection state, kept in the reactor's slab while the connection is open.
     type Conn: 'static;
 
-    /// The type of application messages sent to this handler through
-    /// [`Handle::message`] and [`Handle::message_reactor`]. Use `()` if unused.
-    type Message: Send + 'static;
+    /// The reactor starts, before it serves any connection: arm periodic jobs
+    /// here ([`ReactorContext::set_timer`]). The default does nothing.
+    fn on_start(&mut self, cx: &mut ReactorContext<'_, Self::Conn, M>) {
+        let _ = cx;
+    }
 
     /// A connection was opened on this reactor. Returns its state.
     ///
     /// Writes made here (a greeting) are sent once the callback returns.
-    fn on_open(&mut self, cx: &mut Context<'_>) -> Self::Conn;
+    fn on_open(&mut self, cx: &mut Context<'_, M>) -> Self::Conn;
 
     /// Bytes arrived. `input` holds every byte received and not yet consumed; what the
     /// handler leaves in it (a partial frame) is kept and handed back, with more
@@ -63,7 +71,22 @@ pub trait Handler: Send + 'static {
     ///
     /// Writes made during the call are flushed with one `write`/`writev` after it
     /// returns; what the socket does not take is queued and sent when it is writable.
-    fn on_data(&mut self, conn: &mut Self::Conn, cx: &mut Context<'_>, input: &mut BytesMut);
+    ///
+    /// **Flow control**: a handler whose replies can outgrow its requests checks
+    /// [`Context::is_writable`] before answering each one, and stops — leaving
+    /// the rest in `input` — once it is `false`. The reactor then stops reading
+    /// the connection and calls `on_data` again, with what was left and without
+    /// waiting for new bytes, once the queued output has drained to the low
+    /// watermark. No request is lost or handled twice, and the connection's
+    /// memory stays near the high watermark however much the peer pipelines.
+    fn on_data(&mut self, conn: &mut Self::Conn, cx: &mut Context<'_, M>, input: &mut BytesMut);
+
+    /// The connection's queued output passed the high watermark and has now
+    /// drained to the low one: output produced on the handler's own initiative
+    /// (a stream, a subscription) can go on. The default does nothing.
+    fn on_writable(&mut self, conn: &mut Self::Conn, cx: &mut Context<'_, M>) {
+        let _ = (conn, cx);
+    }
 
     /// The peer shut down its sending side (end of stream); no more input will come.
     /// Input the handler left unconsumed in `on_data` (an incomplete frame) is
@@ -72,80 +95,75 @@ pub trait Handler: Send + 'static {
     /// The default closes the connection once queued output is written. A handler
     /// that wants to keep writing after the peer's end of stream (half-close)
     /// overrides this and calls [`Context::close`] when it is done.
-    fn on_eof(&mut self, conn: &mut Self::Conn, cx: &mut Context<'_>) {
+    fn on_eof(&mut self, conn: &mut Self::Conn, cx: &mut Context<'_, M>) {
         let _ = conn;
         cx.close();
+    }
+
+    /// A timer set with [`Context::set_timer`] on this connection is due; `tag`
+    /// is the one it was set with. Timers never fire for a connection that has
+    /// closed or is closing. The default does nothing.
+    fn on_timer(&mut self, conn: &mut Self::Conn, cx: &mut Context<'_, M>, tag: u64) {
+        let _ = (conn, cx, tag);
+    }
+
+    /// A limit is about to close the connection — `why` is
+    /// [`CloseReason::InputLimit`] or [`CloseReason::IdleTimeout`] — and this is the
+    /// handler's chance to say why (an error reply). What it writes is flushed,
+    /// then the connection closes gracefully (our FIN, then linger) and
+    /// [`on_close`](Handler::on_close) sees `why`. Unconsumed input is already
+    /// discarded. The default writes nothing.
+    fn on_limit(&mut self, conn: &mut Self::Conn, cx: &mut Context<'_, M>, why: CloseReason) {
+        let _ = (conn, cx, why);
     }
 
     /// The server is shutting down. Called once per open connection before it is
     /// closed, so protocol code can say goodbye; writes made here are flushed within
     /// the shutdown grace period. The default does nothing.
-    fn on_shutdown(&mut self, conn: &mut Self::Conn, cx: &mut Context<'_>) {
+    fn on_shutdown(&mut self, conn: &mut Self::Conn, cx: &mut Context<'_, M>) {
         let _ = (conn, cx);
     }
 
-    /// A message sent with [`Handle::message`] to this open connection. Runs on the
-    /// connection's reactor, like every other callback for it. The default drops it.
-    fn on_message(&mut self, conn: &mut Self::Conn, cx: &mut Context<'_>, msg: Self::Message) {
+    /// A message sent with [`Handle::message`](crate::Handle::message) to this
+    /// open connection. Runs on the connection's reactor, like every other
+    /// callback for it. The default drops it.
+    fn on_message(&mut self, conn: &mut Self::Conn, cx: &mut Context<'_, M>, msg: M) {
         let _ = (conn, cx, msg);
     }
 
-    /// A message sent with [`Handle::message_reactor`] to this handler's reactor.
-    /// The default drops it.
-    fn on_reactor_message(&mut self, reactor: usize, handle: &Handle, msg: Self::Message) {
-        let _ = (reactor, handle, msg);
+    /// A message sent to this reactor with
+    /// [`Handle::message_reactor`](crate::Handle::message_reactor) or
+    /// [`Handle::broadcast`](crate::Handle::broadcast). `cx` reaches every
+    /// connection of the reactor: a fan-out crosses threads once per reactor,
+    /// then writes to the local connections. The default drops it.
+    fn on_reactor_message(&mut self, cx: &mut ReactorContext<'_, Self::Conn, M>, msg: M) {
+        let _ = (cx, msg);
+    }
+
+    /// A timer set with [`ReactorContext::set_timer`] is due; `tag` is the one it
+    /// was set with. Re-arm it here for a periodic job. The default does nothing.
+    fn on_reactor_timer(&mut self, cx: &mut ReactorContext<'_, Self::Conn, M>, tag: u64) {
+        let _ = (cx, tag);
     }
 
     /// An outbound connection started with `connect(to, tag)` failed (refused,
     /// unreachable, timed out, or the server shut down first). A successful one
     /// arrives at [`on_open`](Handler::on_open) instead, where
-    /// [`Context::origin`] carries the same `tag`. The default drops the error.
-    fn on_connect_error(&mut self, tag: u64, to: &Endpoint, error: io::Error, handle: &Handle) {
-        let _ = (tag, to, error, handle);
+    /// [`Context::origin`] carries the same `tag`. `cx` can retry, now or after a
+    /// back-off ([`ReactorContext::set_timer`]). The default drops the error.
+    fn on_connect_error(
+        &mut self,
+        cx: &mut ReactorContext<'_, Self::Conn, M>,
+        tag: u64,
+        to: &Endpoint,
+        error: io::Error,
+    ) {
+        let _ = (cx, tag, to, error);
     }
 
     /// The connection is closed; its state is handed back for the last time.
     /// The socket is already unusable: writes made here are discarded.
-    fn on_close(&mut self, conn: Self::Conn, cx: &mut Context<'_>, why: CloseReason) {
+    fn on_close(&mut self, conn: Self::Conn, cx: &mut Context<'_, M>, why: CloseReason) {
         let _ = (conn, cx, why);
-    }
-}
-
-/// Why a connection closed, as [`Handler::on_close`] sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CloseReason {
-    /// The handler called [`Context::close`] (or kept the default
-    /// [`Handler::on_eof`]) and the queued output was written.
-    Local,
-    /// The peer closed its side and no more output was queued.
-    PeerClosed,
-    /// A socket error: reset, broken pipe and the like.
-    Io(io::ErrorKind),
-    /// A handler callback for this connection panicked.
-    Panic,
-    /// The server shut down.
-    Shutdown,
-    /// The handler left more than the configured `max_input` bytes unconsumed.
-    InputLimit,
-    /// No traffic in either direction for the configured idle timeout.
-    IdleTimeout,
-    /// More output was queued for the connection than the configured
-    /// `max_output`: its peer does not read what it is sent.
-    OutputLimit,
-}
-
-impl fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CloseReason::Local => f.write_str("closed by the handler"),
-            CloseReason::PeerClosed => f.write_str("closed by the peer"),
-            CloseReason::Io(kind) => write!(f, "socket error: {kind}"),
-            CloseReason::Panic => f.write_str("a handler callback panicked"),
-            CloseReason::Shutdown => f.write_str("server shutdown"),
-            CloseReason::InputLimit => f.write_str("unconsumed input over the limit"),
-            CloseReason::IdleTimeout => f.write_str("idle timeout"),
-            CloseReason::OutputLimit => f.write_str("queued output over the limit"),
-        }
     }
 }

@@ -8,7 +8,6 @@
 //! carries; the commands are defined here, beside it, because every thread that
 //! sends them (handles, the acceptor) and the one that runs them meet here.
 
-use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -21,17 +20,18 @@ use crate::endpoint::{Endpoint, PeerAddr};
 use crate::id::ConnId;
 use crate::net::Stream;
 
-/// Commands a reactor takes from the acceptor and from handles.
+/// Commands a reactor takes from the acceptor and from handles; `M` is the
+/// handler's message type.
 #[derive(Debug)]
-pub(crate) enum Command {
+pub(crate) enum Command<M> {
     /// Take on a newly accepted connection, holding its place under the cap.
     Open(Stream, PeerAddr, Slot),
     /// Write bytes to a connection, if `id` still names it.
     Send(ConnId, Bytes),
     /// Run `on_message` for a connection, if `id` still names it.
-    Message(ConnId, Box<dyn Any + Send>),
+    Message(ConnId, M),
     /// Run `on_reactor_message`.
-    ReactorMessage(Box<dyn Any + Send>),
+    ReactorMessage(M),
     /// Open an outbound connection.
     Connect {
         to: Endpoint,

@@ -62,7 +62,6 @@
 //!
 //! impl Handler for Echo {
 //!     type Conn = ();
-//!     type Message = ();
 //!
 //!     fn on_open(&mut self, _cx: &mut Context<'_>) {}
 //!
@@ -185,9 +184,11 @@ mod handle;
 mod handler;
 mod id;
 mod inbox;
+mod local;
 mod net;
 mod outbuf;
 mod reactor;
+mod reason;
 mod server;
 mod stats;
 mod timer;
@@ -199,10 +200,13 @@ pub use context::{Context, Origin};
 pub use endpoint::{Endpoint, PeerAddr};
 pub use error::{Error, Result};
 pub use handle::Handle;
-pub use handler::{CloseReason, Handler};
+pub use handler::Handler;
 pub use id::ConnId;
+pub use local::{LocalConn, ReactorContext};
+pub use reason::CloseReason;
 pub use server::{Report, Server};
 pub use stats::{ReactorStats, Stats};
+pub use timer::TimerId;
 
 /// The `socket2` crate coreloop sets socket options with, re-exported so that
 /// [`Context::socket`] and [`TcpKeepalive`] match the version in use.

@@ -6,7 +6,6 @@
 //! function on purpose, so that order reads top to bottom; with the opening of
 //! listeners (TCP, Unix, adopted, systemd's) it is most of this file.
 
-use std::any::TypeId;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,10 +32,11 @@ use crate::token;
 /// A running server: an acceptor thread and N reactor threads.
 ///
 /// Keep it for as long as the server should run: dropping it without
-/// [`join`](Server::join) starts a shutdown with no grace period.
+/// [`join`](Server::join) starts a shutdown with no grace period. `M` is the
+/// handler's message type.
 #[derive(Debug)]
-pub struct Server {
-    handle: Handle,
+pub struct Server<M: Send + 'static = ()> {
+    handle: Handle<M>,
     local_addrs: Vec<SocketAddr>,
     endpoints: Vec<Endpoint>,
     acceptor: Option<JoinHandle<()>>,
@@ -50,8 +50,12 @@ pub struct Report {
     /// The final counters: every reactor's, in index order, and the accept
     /// back-offs ([`Stats::total`] sums them; `Display` prints a table).
     pub stats: Stats,
-    /// Whether every connection's queued output was written before the shutdown
-    /// deadline (`false`: some connections were closed with output still queued).
+    /// Whether every connection's queued output was written (to its socket)
+    /// before the grace ended: `false` if some connection was closed during
+    /// shutdown with output still queued — at the deadline, or by an error or
+    /// limit on the way. A connection merely lingering at the deadline, its
+    /// output written and its FIN sent, does not make it `false` (see
+    /// [`Handle::shutdown`] for what shutdown waits for).
     pub completed: bool,
 }
 
@@ -80,10 +84,12 @@ impl Server {
     pub fn builder() -> Builder {
         Builder::new()
     }
+}
 
-    pub(crate) fn start<H, F>(config: Config, specs: Vec<ListenSpec>, mut factory: F) -> Result<Server>
+impl<M: Send + 'static> Server<M> {
+    pub(crate) fn start<H, F>(config: Config, specs: Vec<ListenSpec>, mut factory: F) -> Result<Server<M>>
     where
-        H: Handler,
+        H: Handler<M>,
         F: FnMut(usize) -> H,
     {
         let reuse_port = config.distribution == Distribution::ReusePort;
@@ -151,7 +157,6 @@ impl Server {
             acceptor: acceptor.as_ref().map(|(_, inbox)| Arc::clone(inbox)),
             admission: Arc::clone(&admission),
             shutting_down: AtomicBool::new(false),
-            message_type: (TypeId::of::<H::Message>(), std::any::type_name::<H::Message>()),
             next_connect: AtomicUsize::new(0),
         });
         // User code runs before any thread exists: a panicking factory leaves nothing behind.
@@ -235,8 +240,9 @@ impl Server {
         Error::Setup { what, source }
     }
 
-    /// A handle for cross-thread control: shutdown, stats.
-    pub fn handle(&self) -> Handle {
+    /// A handle for cross-thread control: send, message, close, connect,
+    /// shutdown, stats.
+    pub fn handle(&self) -> Handle<M> {
         self.handle.clone()
     }
 
@@ -280,7 +286,6 @@ impl Server {
     /// # struct Nop;
     /// # impl Handler for Nop {
     /// #     type Conn = ();
-    /// #     type Message = ();
     /// #     fn on_open(&mut self, _: &mut Context<'_>) {}
     /// #     fn on_data(&mut self, _: &mut (), _: &mut Context<'_>, _: &mut BytesMut) {}
     /// # }
@@ -333,7 +338,7 @@ impl Server {
     }
 }
 
-impl Drop for Server {
+impl<M: Send + 'static> Drop for Server<M> {
     fn drop(&mut self) {
         if !self.reactors.is_empty() {
             self.handle.shutdown(Duration::ZERO);
@@ -346,13 +351,13 @@ impl Drop for Server {
 /// connection handed over and not yet taken on gives its place under the cap back
 /// as it is dropped, like those a dying reactor still held (its slab is dropped
 /// during unwinding, closing their sockets).
-struct StopGuard {
-    inbox: Arc<Inbox<Command>>,
+struct StopGuard<M> {
+    inbox: Arc<Inbox<Command<M>>>,
     counters: Arc<Counters>,
     acceptor: Option<Arc<Inbox<crate::inbox::AcceptorCommand>>>,
 }
 
-impl Drop for StopGuard {
+impl<M> Drop for StopGuard<M> {
     fn drop(&mut self) {
         drop(self.inbox.close());
         let held = self.counters.active.swap(0, std::sync::atomic::Ordering::Relaxed);

@@ -20,7 +20,6 @@ struct Hold;
 
 impl Handler for Hold {
     type Conn = ();
-    type Message = ();
 
     fn on_open(&mut self, _cx: &mut Context<'_>) {}
 

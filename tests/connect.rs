@@ -10,7 +10,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use coreloop::{Context, Endpoint, Handle, Handler, Origin, PeerAddr, Server};
+use coreloop::{Context, Endpoint, Handler, Origin, PeerAddr, ReactorContext, Server};
 use socket2::{Domain, Socket, Type};
 use util::*;
 
@@ -28,7 +28,6 @@ struct Client {
 
 impl Handler for Client {
     type Conn = ();
-    type Message = ();
 
     fn on_open(&mut self, cx: &mut Context<'_>) {
         if let Origin::Connected { tag } = cx.origin() {
@@ -41,7 +40,13 @@ impl Handler for Client {
         let _ = self.tx.send(Ev::Data(input.split().to_vec()));
     }
 
-    fn on_connect_error(&mut self, tag: u64, to: &Endpoint, error: std::io::Error, _handle: &Handle) {
+    fn on_connect_error(
+        &mut self,
+        _cx: &mut ReactorContext<'_, Self::Conn>,
+        tag: u64,
+        to: &Endpoint,
+        error: std::io::Error,
+    ) {
         let _ = self.tx.send(Ev::Failed(tag, to.clone(), error.kind()));
     }
 }
@@ -200,7 +205,6 @@ struct Dialer {
 
 impl Handler for Dialer {
     type Conn = ();
-    type Message = ();
 
     fn on_open(&mut self, cx: &mut Context<'_>) {
         if cx.origin() == Origin::Accepted {

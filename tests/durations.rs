@@ -10,7 +10,7 @@ use std::sync::mpsc::{self, Sender};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use coreloop::{Context, Endpoint, Handle, Handler, Origin, Server};
+use coreloop::{Context, Endpoint, Handler, Origin, ReactorContext, Server};
 use util::*;
 
 #[test]
@@ -36,7 +36,6 @@ struct Dialer {
 
 impl Handler for Dialer {
     type Conn = ();
-    type Message = ();
 
     fn on_open(&mut self, cx: &mut Context<'_>) {
         if let Origin::Connected { tag } = cx.origin() {
@@ -48,7 +47,13 @@ impl Handler for Dialer {
         input.clear();
     }
 
-    fn on_connect_error(&mut self, _tag: u64, _to: &Endpoint, error: io::Error, _handle: &Handle) {
+    fn on_connect_error(
+        &mut self,
+        _cx: &mut ReactorContext<'_, Self::Conn>,
+        _tag: u64,
+        _to: &Endpoint,
+        error: io::Error,
+    ) {
         let _ = self.tx.send(Err(error.kind()));
     }
 }

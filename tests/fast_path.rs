@@ -20,7 +20,6 @@ struct Frames {
 
 impl Handler for Frames {
     type Conn = ();
-    type Message = ();
 
     fn on_open(&mut self, _cx: &mut Context<'_>) {}
 
@@ -110,7 +109,6 @@ struct ManyBuffers {
 
 impl Handler for ManyBuffers {
     type Conn = ();
-    type Message = ();
 
     fn on_open(&mut self, _cx: &mut Context<'_>) {}
 

@@ -37,7 +37,6 @@ struct Summarize {
 
 impl Handler for Summarize {
     type Conn = usize;
-    type Message = ();
 
     fn on_open(&mut self, cx: &mut Context<'_>) -> usize {
         let _ = self.ids.send(cx.id());
@@ -88,7 +87,6 @@ struct GreetAndHalfClose {
 
 impl Handler for GreetAndHalfClose {
     type Conn = ();
-    type Message = ();
 
     fn on_open(&mut self, cx: &mut Context<'_>) {
         cx.write(b"hello");

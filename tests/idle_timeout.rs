@@ -22,28 +22,33 @@ fn idle_connections_close_and_busy_ones_stay() {
         .unwrap();
     let addr = server.local_addrs()[0];
     let opened = Instant::now();
-    let (mut idle, idle_id) = open(addr, &rx);
+    let (idle, idle_id) = open(addr, &rx);
     let (busy, busy_id) = open(addr, &rx);
+    // The idle client only reads: the server's FIN (a graceful close) ends it.
+    let (eof_tx, eof_rx) = mpsc::channel();
+    let mut idle_reader = idle.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let rest = read_to_end(&mut idle_reader);
+        let _ = eof_tx.send((opened.elapsed(), rest));
+    });
 
     // The busy client talks every 100 ms for three timeouts' worth of time.
-    let mut idle_closed_at = None;
+    let mut idle_fin_at = None;
     while opened.elapsed() < TIMEOUT * 3 {
         assert_eq!(roundtrip(&busy, b"ping\n"), b"ping\n");
-        if let Ok(seen) = rx.recv_timeout(Duration::from_millis(100)) {
-            assert_eq!(
-                seen,
-                Seen::Close(idle_id, CloseReason::IdleTimeout),
-                "only the idle one closes"
-            );
-            idle_closed_at = Some(opened.elapsed());
+        if let Ok((at, rest)) = eof_rx.recv_timeout(Duration::from_millis(100)) {
+            assert_eq!(rest, b"");
+            idle_fin_at = Some(at);
         }
     }
-    let closed_at = idle_closed_at.expect("the idle connection was closed");
+    let fin_at = idle_fin_at.expect("the idle connection was closed");
     assert!(
-        closed_at >= TIMEOUT,
-        "closed after {closed_at:?}, before the {TIMEOUT:?} timeout"
+        fin_at >= TIMEOUT,
+        "closed after {fin_at:?}, before the {TIMEOUT:?} timeout"
     );
-    assert_eq!(read_to_end(&mut idle), b"");
+    assert!(rx.try_recv().is_err(), "the busy one stays open; the idle one lingers");
+    drop(idle); // the peer's close ends the linger
+    assert_eq!(next(&rx), Seen::Close(idle_id, CloseReason::IdleTimeout));
 
     // The busy one is still open and served.
     assert_eq!(roundtrip(&busy, b"still here\n"), b"still here\n");

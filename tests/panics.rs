@@ -30,7 +30,6 @@ struct Fragile {
 
 impl Handler for Fragile {
     type Conn = ();
-    type Message = ();
 
     fn on_open(&mut self, cx: &mut Context<'_>) {
         self.opens += 1;

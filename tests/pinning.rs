@@ -52,7 +52,6 @@ struct Where(mpsc::Sender<(usize, Vec<usize>)>);
 
 impl Handler for Where {
     type Conn = ();
-    type Message = ();
     fn on_open(&mut self, cx: &mut Context<'_>) {
         let _ = self.0.send((cx.reactor(), allowed_cpus()));
     }

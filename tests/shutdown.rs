@@ -189,3 +189,27 @@ fn the_echo_example_on_sigterm_exits_within_grace_with_busy_clients_and_flushes_
         "{lines:?}"
     );
 }
+
+/// A grace shorter than the linger time, with a peer that neither sends nor
+/// closes: everything was written, the connection only lingers at the deadline,
+/// and `completed` says so (it used to say `false` with nothing queued).
+#[test]
+fn completed_is_exact_when_the_grace_ends_while_an_idle_peer_lingers() {
+    let (server, rx) = recorder_with(
+        coreloop::Server::builder()
+            .reactors(1)
+            .linger(Duration::from_secs(5))
+            .bind(localhost()),
+    );
+    let (mut idle, _) = open(server.local_addrs()[0], &rx);
+    assert_eq!(roundtrip(&idle, b"hello\n"), b"hello\n");
+    let started = std::time::Instant::now();
+    let report = server.shutdown(Duration::from_millis(300)).unwrap();
+    assert!(report.completed, "nothing was left unwritten: {report:?}");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "the grace bounds the linger: took {took:?}"
+    );
+    assert_eq!(read_to_end(&mut idle), b"");
+}

@@ -159,7 +159,6 @@ fn probe<T>(tx: &mpsc::Sender<T>, read: fn(&SockRef<'_>) -> T) -> Probe<T> {
 
 impl<T: Send + 'static> Handler for Probe<T> {
     type Conn = ();
-    type Message = ();
     fn on_open(&mut self, cx: &mut Context<'_>) {
         let _ = self.tx.send((self.read)(&cx.socket()));
     }

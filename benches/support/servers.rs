@@ -27,7 +27,6 @@ pub struct Echo;
 
 impl Handler for Echo {
     type Conn = ();
-    type Message = ();
     fn on_open(&mut self, _cx: &mut Context<'_>) {}
     fn on_data(&mut self, _conn: &mut (), cx: &mut Context<'_>, input: &mut BytesMut) {
         cx.write(input);

@@ -8,18 +8,18 @@
 //! drops input until the peer closes, for at most the linger time.
 
 use std::ops::ControlFlow::{Break, Continue};
-use std::time::Instant;
 
 use crate::conn::{Conn, Phase, Read, Verdict, Write};
-use crate::context::{ConnRef, Context};
-use crate::handler::{CloseReason, Handler};
+use crate::context::{ConnRef, Context, Scope};
+use crate::handler::Handler;
 use crate::id::ConnId;
+use crate::reason::CloseReason;
 use crate::stats::{bump, drop_one};
-use crate::timer::deadline_after;
+use crate::timer::{Due, TimerList};
 
 use super::{Core, Reactor, guarded};
 
-impl<H: Handler> Core<H> {
+impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
     /// A graceful close: writes what is queued, then lingers. A connection
     /// already closing keeps its first reason.
     pub(super) fn begin_close(&mut self, key: usize, c: &mut Conn<H::Conn>, reason: CloseReason) -> Verdict {
@@ -56,8 +56,11 @@ impl<H: Handler> Core<H> {
             }
         }
         c.phase = Phase::Lingering { reason };
-        let give_up = deadline_after(Instant::now(), self.config.linger);
-        self.lingering.push(give_up, (key, c.generation));
+        let due = Due::Linger {
+            slot: key,
+            generation: c.generation,
+        };
+        self.timers.arm(self.config.linger, due, Some(&mut c.timers));
         // Input that arrived while we flushed raised no new edge: read it now.
         self.read(key, c)
     }
@@ -92,7 +95,7 @@ impl<H: Handler> Core<H> {
     }
 }
 
-impl<H: Handler> Reactor<H> {
+impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
     /// Acts on what an operation on connection `key` decided: on `Break`, closes it.
     pub(super) fn settle(&mut self, key: usize, verdict: Verdict) {
         if let Break(reason) = verdict {
@@ -100,8 +103,8 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    /// Removes the connection, tells the handler, closes the socket, and gives
-    /// its place under the cap back.
+    /// Removes the connection, cancels its timers, tells the handler, closes the
+    /// socket, and gives its place under the cap back.
     pub(super) fn close(&mut self, key: usize, reason: CloseReason) {
         let Some(c) = self.conns.try_remove(key) else { return };
         let Conn {
@@ -111,6 +114,8 @@ impl<H: Handler> Reactor<H> {
             generation,
             state,
             slot,
+            mut timers,
+            queued,
             ..
         } = c;
         // On Linux, closing the descriptor removes it from the epoll set: no
@@ -121,61 +126,47 @@ impl<H: Handler> Reactor<H> {
             let _ = self.poll.registry().deregister(&mut stream);
             stream
         };
+        if self.shutdown_deadline.is_some() && queued > 0 {
+            self.unflushed = true; // shutdown could not write all it had queued
+        }
         let core = &mut self.core;
+        core.timers.remove_all(&mut timers);
         bump(&core.counters.closed, 1);
         drop_one(&core.counters.active);
         let id = ConnId::new(core.index, key, generation);
         log::trace!("coreloop: closing {id} ({peer}): {reason}");
+        let mut none = TimerList::default();
         let conn = ConnRef {
             id,
             origin,
             peer: &peer,
             socket: &stream,
+            queued,
+            over_high: false,
+            timers: &mut none,
         };
+        let scope = Scope {
+            out: &mut core.out,
+            handle: &core.handle,
+            timers: &mut core.timers,
+            high_watermark: core.config.high_watermark,
+        };
+        let handler = &mut core.handler;
         guarded(&core.counters, "on_close", id, || {
-            let mut cx = Context::closed(conn, &mut core.out, &core.handle);
-            core.handler.on_close(state, &mut cx, reason);
+            let mut cx = Context::closed(conn, scope);
+            handler.on_close(state, &mut cx, reason);
         });
         core.out.clear();
         // syscall: close(2), as `stream` drops here; only then is the place under
         // the cap given back, so the descriptors held never pass the cap
         drop(stream);
         drop(slot);
-        self.compact_timers();
-    }
-
-    /// Timer entries of closed connections are skipped when they fall due;
-    /// compact them once they outnumber the live ones, so the bookkeeping is
-    /// bounded by the open connections, not by connection rate × timeout.
-    /// Amortized O(1) per close.
-    fn compact_timers(&mut self) {
-        let conns = &self.conns;
-        let current = |&(key, generation): &(usize, u64)| conns.get(key).is_some_and(|c| c.generation == generation);
-        if let Some(idle) = &mut self.core.idle {
-            idle.compact(conns.len(), current);
-        }
-        self.core.lingering.compact(conns.len(), current);
     }
 
     pub(super) fn close_all(&mut self, reason: CloseReason) {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             self.close(key, reason);
-        }
-    }
-
-    /// Closes lingering connections whose peer has not closed in time.
-    pub(super) fn expire_lingering(&mut self) {
-        if self.core.lingering.is_empty() {
-            return;
-        }
-        let now = Instant::now();
-        while let Some((key, generation)) = self.core.lingering.pop_due(now) {
-            if let Some(c) = self.conns.get(key).filter(|c| c.generation == generation)
-                && let Phase::Lingering { reason } = c.phase
-            {
-                self.close(key, reason);
-            }
         }
     }
 }

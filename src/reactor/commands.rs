@@ -10,16 +10,17 @@ use std::mem;
 use std::ops::ControlFlow::Continue;
 use std::time::Instant;
 
-use crate::conn::{Conn, Phase, Verdict};
+use crate::conn::{Conn, Verdict};
 use crate::context::Origin;
-use crate::handler::{CloseReason, Handler};
+use crate::handler::Handler;
 use crate::id::ConnId;
 use crate::inbox::Command;
+use crate::reason::CloseReason;
 use crate::stats::bump;
 
-use super::{Core, Reactor, guarded};
+use super::{Core, Reactor};
 
-impl<H: Handler> Reactor<H> {
+impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
     pub(super) fn run_commands(&mut self) {
         let mut commands = mem::take(&mut self.commands);
         self.inbox.drain_into(&mut commands);
@@ -37,24 +38,13 @@ impl<H: Handler> Reactor<H> {
                     core.out.write_bytes(data);
                     core.send_staged(key, c)
                 }),
-                Command::Message(id, msg) => {
-                    let msg = *msg.downcast::<H::Message>().expect("Handle checks the message type");
-                    self.on_live(id, |core, key, c| {
-                        core.callback(key, c, "on_message", CloseReason::Local, |h, state, cx| {
-                            h.on_message(state, cx, msg)
-                        })
-                    });
-                }
+                Command::Message(id, msg) => self.on_live(id, |core, key, c| {
+                    core.callback(key, c, "on_message", CloseReason::Local, |h, state, cx| {
+                        h.on_message(state, cx, msg)
+                    })
+                }),
                 Command::ReactorMessage(msg) => {
-                    let msg = *msg.downcast::<H::Message>().expect("Handle checks the message type");
-                    let core = &mut self.core;
-                    let index = core.index;
-                    guarded(
-                        &core.counters,
-                        "on_reactor_message",
-                        format_args!("reactor {index}"),
-                        || core.handler.on_reactor_message(index, &core.handle, msg),
-                    );
+                    self.reactor_callback("on_reactor_message", |h, cx| h.on_reactor_message(cx, msg));
                 }
                 Command::Connect { to, from, tag } => self.start_connect(to, from, tag),
                 Command::Shutdown { deadline } => self.begin_shutdown(deadline),
@@ -65,10 +55,10 @@ impl<H: Handler> Reactor<H> {
 
     /// Runs `f` on the connection `id` names if it is still open and not closing,
     /// and acts on its verdict; a miss counts as stale.
-    fn on_live(&mut self, id: ConnId, f: impl FnOnce(&mut Core<H>, usize, &mut Conn<H::Conn>) -> Verdict) {
+    fn on_live(&mut self, id: ConnId, f: impl FnOnce(&mut Core<H, M>, usize, &mut Conn<H::Conn>) -> Verdict) {
         let key = id.slot();
         match self.conns.get_mut(key) {
-            Some(c) if c.generation == id.generation() && matches!(c.phase, Phase::Open { .. }) => {
+            Some(c) if c.generation == id.generation() && c.is_open() => {
                 let verdict = f(&mut self.core, key, c);
                 self.settle(key, verdict);
             }
@@ -93,7 +83,7 @@ impl<H: Handler> Reactor<H> {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             let Some(c) = self.conns.get_mut(key) else { continue };
-            if !matches!(c.phase, Phase::Open { .. }) {
+            if !c.is_open() {
                 continue; // already closing
             }
             let told = self

@@ -7,7 +7,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::Interest;
 use slab::Slab;
@@ -16,17 +16,15 @@ use crate::context::Origin;
 use crate::endpoint::{Endpoint, PeerAddr};
 use crate::handler::Handler;
 use crate::net::{SocketOptions, Stream};
-use crate::timer::{Deadlines, deadline_after};
+use crate::timer::{Due, TimerId};
 use crate::token;
 
-use super::{Reactor, guarded};
+use super::Reactor;
 
 /// The connects one reactor has in progress.
 #[derive(Debug)]
 pub(super) struct Connects {
     pending: Slab<Pending>,
-    /// `(slot, serial)` of each pending connect, in deadline order.
-    deadlines: Deadlines<(usize, u64)>,
     timeout: Duration,
     options: SocketOptions,
 }
@@ -40,13 +38,14 @@ struct Pending {
     tag: u64,
     /// Tells this connect apart from a later one in the same slot.
     serial: u64,
+    /// Fails the connect with `TimedOut` when it falls due.
+    timer: TimerId,
 }
 
 impl Connects {
     pub(super) fn new(timeout: Duration, options: SocketOptions) -> Self {
         Self {
             pending: Slab::new(),
-            deadlines: Deadlines::default(),
             timeout,
             options,
         }
@@ -55,17 +54,13 @@ impl Connects {
     pub(super) fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }
-
-    pub(super) fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.next()
-    }
 }
 
 fn shutting_down() -> io::Error {
     io::Error::new(io::ErrorKind::ConnectionAborted, "the server is shutting down")
 }
 
-impl<H: Handler> Reactor<H> {
+impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
     /// Starts a nonblocking connect.
     pub(super) fn start_connect(&mut self, to: Endpoint, from: Option<SocketAddr>, tag: u64) {
         if self.shutdown_deadline.is_some() {
@@ -89,15 +84,16 @@ impl<H: Handler> Reactor<H> {
         }
         let serial = self.next_generation;
         self.next_generation += 1;
+        let due = Due::Connect { slot, serial };
+        let timer = self.core.timers.arm(self.connects.timeout, due, None);
         entry.insert(Pending {
             stream,
             peer,
             to,
             tag,
             serial,
+            timer,
         });
-        let give_up = deadline_after(Instant::now(), self.connects.timeout);
-        self.connects.deadlines.push(give_up, (slot, serial));
     }
 
     /// A readiness event for the connect in pending slot `slot`.
@@ -109,49 +105,35 @@ impl<H: Handler> Reactor<H> {
             Ok(false) => {} // spurious: still connecting
             Ok(true) => {
                 let p = self.connects.pending.remove(slot);
+                self.core.timers.remove(p.timer, None);
                 self.open(p.stream, p.peer, Origin::Connected { tag: p.tag }, None);
             }
             Err(e) => {
                 let p = self.connects.pending.remove(slot);
+                self.core.timers.remove(p.timer, None);
                 self.connect_failed(p.tag, &p.to, e);
             }
         }
     }
 
-    /// Fails connects still pending past the connect timeout.
-    pub(super) fn expire_connects(&mut self) {
-        if self.connects.deadlines.is_empty() {
-            return;
+    /// The connect timeout of pending slot `slot` fell due.
+    pub(super) fn connect_timed_out(&mut self, slot: usize, serial: u64) {
+        if self.connects.pending.get(slot).is_some_and(|p| p.serial == serial) {
+            let p = self.connects.pending.remove(slot);
+            self.connect_failed(p.tag, &p.to, io::ErrorKind::TimedOut.into());
         }
-        let now = Instant::now();
-        while let Some((slot, serial)) = self.connects.deadlines.pop_due(now) {
-            if self.connects.pending.get(slot).is_some_and(|p| p.serial == serial) {
-                let p = self.connects.pending.remove(slot);
-                self.connect_failed(p.tag, &p.to, io::ErrorKind::TimedOut.into());
-            }
-        }
-        // Connects that completed leave their deadline behind.
-        let pending = &self.connects.pending;
-        self.connects.deadlines.compact(pending.len(), |&(slot, serial)| {
-            pending.get(slot).is_some_and(|p| p.serial == serial)
-        });
     }
 
     /// Shutdown: every connect in progress fails.
     pub(super) fn abort_connects(&mut self) {
         for p in self.connects.pending.drain().collect::<Vec<_>>() {
+            self.core.timers.remove(p.timer, None);
             self.connect_failed(p.tag, &p.to, shutting_down());
         }
     }
 
     fn connect_failed(&mut self, tag: u64, to: &Endpoint, e: io::Error) {
         log::debug!("coreloop: connect to {to} (tag {tag}) failed: {e}");
-        let core = &mut self.core;
-        guarded(
-            &core.counters,
-            "on_connect_error",
-            format_args!("{to} (tag {tag})"),
-            || core.handler.on_connect_error(tag, to, e, &core.handle),
-        );
+        self.reactor_callback("on_connect_error", |h, cx| h.on_connect_error(cx, tag, to, e));
     }
 }

@@ -3,26 +3,32 @@
 //! what it left last time) → `carry_out` (what the callback asked) → `send_staged`
 //! (one `write` for all the callback wrote; the rest queued for the writable edge).
 //!
+//! Flow control closes the loop: output above the high watermark pauses reading
+//! (`check_output`); once it drains to the low watermark `writable` resumes it,
+//! tells the handler (`on_writable`) and has `read` hand back the input the
+//! handler held back before reading the socket again.
+//!
 //! Every function here works on one connection and returns a [`Verdict`]; none
 //! removes a connection.
 
 use std::io;
 use std::mem;
-use std::ops::ControlFlow::{Break, Continue};
+use std::ops::ControlFlow::{self, Break, Continue};
 
 use bytes::BytesMut;
 use mio::event::Event;
 
 use crate::conn::{Conn, Phase, Read, Verdict, Write};
-use crate::context::{Context, Requests};
-use crate::handler::{CloseReason, Handler};
+use crate::context::{Context, Requests, Scope};
+use crate::handler::Handler;
 use crate::id::ConnId;
 use crate::outbuf::MAX_IOV;
+use crate::reason::CloseReason;
 use crate::stats::bump;
 
 use super::{Core, guarded};
 
-impl<H: Handler> Core<H> {
+impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
     /// A readiness event for connection `key`.
     pub(super) fn on_event(&mut self, key: usize, c: &mut Conn<H::Conn>, ev: &Event) -> Verdict {
         if ev.is_read_closed() {
@@ -59,6 +65,12 @@ impl<H: Handler> Core<H> {
                 // waits in the socket: no CPU spent on a peer that floods).
                 _ => return Continue(()),
             };
+            if mem::take(&mut c.redeliver) && !lingering && !c.input.is_empty() {
+                // Input held back until output drained: hand it back before
+                // reading more (it raised no edge of its own).
+                self.deliver(key, c, 0)?;
+                continue;
+            }
             // syscall: read into the reactor's shared buffer
             let n = match c.stream.read(&mut self.scratch) {
                 Ok(0) => return self.end_of_stream(key, c),
@@ -68,7 +80,7 @@ impl<H: Handler> Core<H> {
                 Err(e) => return Break(CloseReason::Io(e.kind())),
             };
             bump(&self.counters.bytes_in, n as u64);
-            c.last_active = self.now_tick;
+            c.last_active = self.timers.now;
             // A short read drained the socket: new data raises a new edge, so no
             // read is spent just to see WouldBlock. After a FIN was reported, read
             // on to see the end of stream (it raises no further edge).
@@ -87,8 +99,8 @@ impl<H: Handler> Core<H> {
         }
     }
 
-    /// Hands `n` fresh bytes (in `scratch`) to the handler with whatever the
-    /// connection had left unconsumed.
+    /// Hands `n` fresh bytes (in `scratch`; none when input held back is handed
+    /// back) to the handler with whatever the connection had left unconsumed.
     fn deliver(&mut self, key: usize, c: &mut Conn<H::Conn>, n: usize) -> Verdict {
         let stashed = !c.input.is_empty();
         let mut input = if stashed {
@@ -97,9 +109,7 @@ impl<H: Handler> Core<H> {
             mem::take(&mut self.input)
         };
         input.extend_from_slice(&self.scratch[..n]);
-        let verdict = self.callback(key, c, "on_data", CloseReason::Local, |h, state, cx| {
-            h.on_data(state, cx, &mut input)
-        });
+        let asked = self.run(key, c, "on_data", |h, state, cx| h.on_data(state, cx, &mut input));
         if stashed {
             // Keep the partial frame; free the buffer once it is consumed.
             c.input = if input.is_empty() { BytesMut::new() } else { input };
@@ -111,7 +121,11 @@ impl<H: Handler> Core<H> {
             input.clear();
             self.input = input;
         }
-        verdict?;
+        let asked = asked?;
+        self.carry_out(key, c, &asked, CloseReason::Local)?;
+        if !c.is_open() {
+            return Continue(()); // it closed: what it left is never delivered
+        }
         if c.input.len() > self.config.max_input {
             log::debug!(
                 "coreloop: {} left {} bytes unconsumed, over the limit of {}; closing",
@@ -119,9 +133,17 @@ impl<H: Handler> Core<H> {
                 c.input.len(),
                 self.config.max_input
             );
-            return Break(CloseReason::InputLimit);
+            return self.limit(key, c, CloseReason::InputLimit);
         }
         Continue(())
+    }
+
+    /// A limit closes the connection: unconsumed input is dropped, the handler
+    /// may write last words, then a graceful close.
+    pub(super) fn limit(&mut self, key: usize, c: &mut Conn<H::Conn>, why: CloseReason) -> Verdict {
+        c.input = BytesMut::new();
+        self.callback(key, c, "on_limit", why, |h, state, cx| h.on_limit(state, cx, why))?;
+        self.begin_close(key, c, why)
     }
 
     /// The peer's end of stream was read.
@@ -152,18 +174,37 @@ impl<H: Handler> Core<H> {
         c: &mut Conn<H::Conn>,
         name: &str,
         reason: CloseReason,
-        f: impl FnOnce(&mut H, &mut H::Conn, &mut Context<'_>),
+        f: impl FnOnce(&mut H, &mut H::Conn, &mut Context<'_, M>),
     ) -> Verdict {
+        let asked = self.run(key, c, name, f)?;
+        self.carry_out(key, c, &asked, reason)
+    }
+
+    /// Runs handler callback `f` for connection `key` under `catch_unwind`:
+    /// what it asked for, or `Break(Panic)`.
+    fn run(
+        &mut self,
+        key: usize,
+        c: &mut Conn<H::Conn>,
+        name: &str,
+        f: impl FnOnce(&mut H, &mut H::Conn, &mut Context<'_, M>),
+    ) -> ControlFlow<CloseReason, Requests> {
         let id = ConnId::new(self.index, key, c.generation);
         let (conn, state) = c.split(id);
-        let (handler, out, handle) = (&mut self.handler, &mut self.out, &self.handle);
-        let requests = guarded(&self.counters, name, id, || {
-            let mut cx = Context::new(conn, out, handle);
+        let scope = Scope {
+            out: &mut self.out,
+            handle: &self.handle,
+            timers: &mut self.timers,
+            high_watermark: self.config.high_watermark,
+        };
+        let handler = &mut self.handler;
+        let asked = guarded(&self.counters, name, id, || {
+            let mut cx = Context::new(conn, scope);
             f(handler, state, &mut cx);
             cx.requests()
         });
-        match requests {
-            Some(requests) => self.carry_out(key, c, requests, reason),
+        match asked {
+            Some(asked) => Continue(asked),
             None => {
                 self.out.clear();
                 Break(CloseReason::Panic)
@@ -177,7 +218,7 @@ impl<H: Handler> Core<H> {
         &mut self,
         key: usize,
         c: &mut Conn<H::Conn>,
-        asked: Requests,
+        asked: &Requests,
         reason: CloseReason,
     ) -> Verdict {
         if !self.out.is_empty() {
@@ -187,9 +228,28 @@ impl<H: Handler> Core<H> {
             return self.begin_close(key, c, reason);
         }
         if asked.shutdown_write {
-            return self.request_shutdown(c);
+            self.request_shutdown(c)?;
+        }
+        if asked.held_back.get() && !c.over_high && c.is_open() {
+            // Told it could not write, but the socket took everything at once:
+            // nothing will drain, so it hears that it may go on next turn.
+            c.wake_writable = true;
+            self.defer(key, c);
         }
         Continue(())
+    }
+
+    /// A connection's turn from the ready list: tells the handler it may write
+    /// again if it was waiting for that (then hands back the input it held
+    /// back), and reads what arrived meanwhile.
+    pub(super) fn resume(&mut self, key: usize, c: &mut Conn<H::Conn>) -> Verdict {
+        if mem::take(&mut c.wake_writable) && c.is_open() {
+            self.callback(key, c, "on_writable", CloseReason::Local, |h, state, cx| {
+                h.on_writable(state, cx)
+            })?;
+            c.redeliver = !c.input.is_empty();
+        }
+        self.read(key, c)
     }
 
     /// Writes what the last callback staged: one `write` (or `writev`) call; what
@@ -239,7 +299,7 @@ impl<H: Handler> Core<H> {
             }
         }
         bump(&self.counters.bytes_out, sent as u64);
-        c.last_active = self.now_tick;
+        c.last_active = self.timers.now;
         if sent == total {
             self.out.clear();
             return Continue(());
@@ -259,7 +319,7 @@ impl<H: Handler> Core<H> {
         match c.flush() {
             Ok(n) => {
                 bump(&self.counters.bytes_out, n as u64);
-                c.last_active = self.now_tick;
+                c.last_active = self.timers.now;
             }
             Err(e) => return Break(CloseReason::Io(e.kind())),
         }
@@ -273,15 +333,17 @@ impl<H: Handler> Core<H> {
                 _ => {}
             }
         }
-        if let Phase::Open {
-            read: read @ Read::Paused,
-            ..
-        } = &mut c.phase
-            && c.queued <= self.config.low_watermark
-        {
-            *read = Read::Reading;
-            // What arrived while paused raised no new edge: read it now.
-            self.defer(key, c);
+        if c.over_high && c.queued <= self.config.low_watermark {
+            c.over_high = false;
+            if let Phase::Open { read, .. } = &mut c.phase {
+                if *read == Read::Paused {
+                    *read = Read::Reading;
+                }
+                // Next turn: `on_writable`, the input held back, then what
+                // arrived while paused (it raised no new edge).
+                c.wake_writable = true;
+                self.defer(key, c);
+            }
         }
         Continue(())
     }
@@ -291,7 +353,7 @@ impl<H: Handler> Core<H> {
     /// whose queue passed `max_output` (output that does not come from its own
     /// input — `Handle::send`, a handler writing on its own — is not held back by
     /// pausing reads).
-    fn check_output(&mut self, key: usize, c: &mut Conn<H::Conn>) -> Verdict {
+    pub(super) fn check_output(&mut self, key: usize, c: &mut Conn<H::Conn>) -> Verdict {
         if c.queued > self.config.max_output {
             log::debug!(
                 "coreloop: {} has {} bytes queued, over the limit of {}; closing",
@@ -301,14 +363,16 @@ impl<H: Handler> Core<H> {
             );
             return Break(CloseReason::OutputLimit);
         }
-        if let Phase::Open {
-            read: read @ Read::Reading,
-            ..
-        } = &mut c.phase
-            && c.queued > self.config.high_watermark
-        {
-            *read = Read::Paused;
+        if c.queued > self.config.high_watermark && !c.over_high {
+            c.over_high = true;
             bump(&self.counters.pauses, 1);
+            if let Phase::Open {
+                read: read @ Read::Reading,
+                ..
+            } = &mut c.phase
+            {
+                *read = Read::Paused;
+            }
         }
         Continue(())
     }

@@ -10,7 +10,8 @@
 //! - `close.rs`: graceful close, linger, and the one place a connection is removed;
 //! - `connect.rs`: outbound connects until they complete;
 //! - `commands.rs`: what handles and the acceptor ask for, and shutdown;
-//! - `idle.rs`: the idle timeout.
+//! - `timers.rs`: timers falling due — the handler's, idle timeouts, linger and
+//!   connect deadlines — and reactor-level callbacks.
 //!
 //! The reactor is split in two: the slab of connections, and the [`Core`] —
 //! everything else the per-connection path needs. Per-connection functions are
@@ -21,8 +22,8 @@
 mod close;
 mod commands;
 mod connect;
-mod idle;
 mod io;
+mod timers;
 
 use std::fmt;
 use std::mem;
@@ -37,20 +38,21 @@ use slab::Slab;
 use crate::admission::{AcceptLoop, Slot};
 use crate::config::Config;
 use crate::conn::Conn;
-use crate::context::{ConnRef, Context, Origin};
+use crate::context::{ConnRef, Context, Origin, Scope};
 use crate::endpoint::PeerAddr;
 use crate::handle::Handle;
-use crate::handler::{CloseReason, Handler};
+use crate::handler::Handler;
 use crate::id::ConnId;
 use crate::inbox::{Command, Inbox};
+use crate::local::Touch;
 use crate::net::Stream;
 use crate::outbuf::OutBuf;
+use crate::reason::CloseReason;
 use crate::stats::{Counters, ReactorStats, bump};
-use crate::timer::Deadlines;
+use crate::timer::{Due, TimerId, Timers, ceil_ms};
 use crate::token::{self, Source};
 
 use connect::Connects;
-use idle::Idle;
 
 /// Readiness events taken per `poll`: more wait for the next turn.
 const EVENTS_PER_POLL: usize = 1024;
@@ -66,25 +68,25 @@ pub(crate) struct ReactorExit {
 /// What the server hands one reactor at start: its place in the server and the
 /// resources made for it before any thread started.
 #[derive(Debug)]
-pub(crate) struct Parts {
+pub(crate) struct Parts<M> {
     pub(crate) index: usize,
     pub(crate) poll: Poll,
-    pub(crate) inbox: Arc<Inbox<Command>>,
+    pub(crate) inbox: Arc<Inbox<Command<M>>>,
     pub(crate) counters: Arc<Counters>,
     /// Reuse-port mode: this reactor's own listeners.
     pub(crate) accept: Option<AcceptLoop>,
 }
 
 /// One event loop: its poll, its connections and what serves them.
-pub(crate) struct Reactor<H: Handler> {
+pub(crate) struct Reactor<H: Handler<M>, M: Send + 'static> {
     /// Open connections by slab slot, which is also their token.
     conns: Slab<Conn<H::Conn>>,
     /// Everything the per-connection path needs besides the connection.
-    core: Core<H>,
+    core: Core<H, M>,
     poll: Poll,
-    inbox: Arc<Inbox<Command>>,
+    inbox: Arc<Inbox<Command<M>>>,
     /// Commands taken from the inbox in one swap per wake (allocation kept).
-    commands: Vec<Command>,
+    commands: Vec<Command<M>>,
     /// Outbound connects in progress.
     connects: Connects,
     /// Reuse-port mode: this reactor's own listeners.
@@ -95,14 +97,16 @@ pub(crate) struct Reactor<H: Handler> {
     next_generation: u64,
     /// Set by shutdown: when connections still open are closed regardless.
     shutdown_deadline: Option<Instant>,
+    /// A connection closed during shutdown with output still queued.
+    unflushed: bool,
 }
 
 /// The reactor minus its slab: the handler, the buffers every read and write
 /// goes through, the counters and the timers of the per-connection path.
-pub(crate) struct Core<H: Handler> {
+pub(crate) struct Core<H: Handler<M>, M: Send + 'static> {
     index: usize,
     handler: H,
-    handle: Handle,
+    handle: Handle<M>,
     counters: Arc<Counters>,
     config: Config,
     /// Every read lands here first: one buffer per reactor, allocated once.
@@ -112,19 +116,21 @@ pub(crate) struct Core<H: Handler> {
     /// Where a callback's writes collect before the one write after it.
     out: OutBuf,
     /// Connections to read again without waiting for an edge: read budget spent,
-    /// or reading resumed after back-pressure. `(slot, generation)`.
+    /// reading resumed after back-pressure, input to deliver again.
+    /// `(slot, generation)`.
     ready: Vec<(usize, u64)>,
-    /// When each lingering connection gives up waiting for the peer's end of
-    /// stream: `(slot, generation)`, one linger time for all.
-    lingering: Deadlines<(usize, u64)>,
-    idle: Option<Idle>,
-    /// The current idle tick (0 when idle timeouts are off): read once per turn,
-    /// recorded as a connection's last activity.
-    now_tick: u64,
+    /// Every timer of the reactor: idle, linger, connect, the handler's.
+    timers: Timers,
+    /// Timers handed out by the wheel this turn (allocation kept).
+    fired: Vec<TimerId>,
+    /// Connections a reactor-level callback wrote to or closed (allocation kept).
+    touched: Vec<Touch>,
+    /// The idle timeout in milliseconds, when on.
+    idle_ms: Option<u64>,
 }
 
-impl<H: Handler> Reactor<H> {
-    pub(crate) fn new(parts: Parts, handler: H, handle: Handle, config: Config) -> Self {
+impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
+    pub(crate) fn new(parts: Parts<M>, handler: H, handle: Handle<M>, config: Config) -> Self {
         let Parts {
             index,
             poll,
@@ -142,6 +148,7 @@ impl<H: Handler> Reactor<H> {
             accepted: Vec::new(),
             next_generation: 0,
             shutdown_deadline: None,
+            unflushed: false,
             core: Core {
                 index,
                 handler,
@@ -151,9 +158,10 @@ impl<H: Handler> Reactor<H> {
                 input: BytesMut::with_capacity(config.read_buffer),
                 out: OutBuf::default(),
                 ready: Vec::new(),
-                lingering: Deadlines::default(),
-                idle: config.idle_timeout.map(Idle::new),
-                now_tick: 0,
+                timers: Timers::new(config.max_timers),
+                fired: Vec::new(),
+                touched: Vec::new(),
+                idle_ms: config.idle_timeout.map(ceil_ms),
                 config,
             },
         }
@@ -163,6 +171,7 @@ impl<H: Handler> Reactor<H> {
     pub(crate) fn run(mut self) -> ReactorExit {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         self.register_own_listeners();
+        self.reactor_callback("on_start", |h, cx| h.on_start(cx));
         let completed = loop {
             let timeout = self.poll_timeout();
             // syscall: the one wait per loop turn
@@ -178,10 +187,9 @@ impl<H: Handler> Reactor<H> {
                 break false;
             }
             bump(&self.core.counters.polls, 1);
-            if let Some(idle) = &self.core.idle {
-                // One clock read per turn (vDSO, no syscall); events record this tick.
-                self.core.now_tick = idle.tick_at(Instant::now());
-            }
+            // One clock read per turn while timers are armed (vDSO, no syscall);
+            // connections record this tick as their last activity.
+            self.core.timers.read_clock();
             let mut woken = false;
             let mut n = 0;
             for ev in events.iter() {
@@ -205,9 +213,7 @@ impl<H: Handler> Reactor<H> {
             }
             bump(&self.core.counters.events, n);
             self.serve_ready();
-            self.expire_idle();
-            self.expire_lingering();
-            self.expire_connects();
+            self.expire_timers();
             // New connections are registered after the batch, so no event of this
             // batch (for a socket closed in it) can reach a connection reusing its slot.
             if woken {
@@ -219,37 +225,40 @@ impl<H: Handler> Reactor<H> {
                     break true;
                 }
                 if Instant::now() >= deadline {
+                    // Whether output was left behind is counted by `close`.
                     self.close_all(CloseReason::Shutdown);
-                    break false;
+                    break true;
                 }
             }
         };
         ReactorExit {
             stats: self.core.counters.snapshot(self.core.index),
-            completed,
+            completed: completed && !self.unflushed,
         }
     }
 
     /// Wait no longer than: zero while connections wait in the ready list, else
-    /// the earliest of the next idle tick, a linger or connect deadline, the end
-    /// of an accept back-off and the shutdown deadline.
+    /// until the wheel's next timer (counted in ticks, no clock read), the end of
+    /// an accept back-off or the shutdown deadline.
     fn poll_timeout(&self) -> Option<Duration> {
         if !self.core.ready.is_empty() {
             return Some(Duration::ZERO);
         }
-        let idle = self
-            .core
-            .idle
-            .as_ref()
-            .and_then(|idle| idle.next_deadline(self.core.now_tick));
-        let linger = self.core.lingering.next();
-        let connect = self.connects.next_deadline();
+        let timers = &self.core.timers;
+        let timer = timers
+            .wheel
+            .next_expiration()
+            .map(|tick| Duration::from_millis(tick.saturating_sub(timers.now)));
         let backoff = self.accept.as_ref().and_then(AcceptLoop::paused_until);
-        [idle, linger, connect, backoff, self.shutdown_deadline]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|t| t.saturating_duration_since(Instant::now()))
+        let instant = match (backoff, self.shutdown_deadline) {
+            (None, None) => None,
+            (a, b) => a
+                .into_iter()
+                .chain(b)
+                .min()
+                .map(|t| t.saturating_duration_since(Instant::now())),
+        };
+        timer.into_iter().chain(instant).min()
     }
 
     /// Reuse-port mode: registers this reactor's own listeners.
@@ -288,7 +297,7 @@ impl<H: Handler> Reactor<H> {
         for &(key, generation) in &list {
             if let Some(c) = self.conns.get_mut(key).filter(|c| c.generation == generation) {
                 c.in_ready = false;
-                let verdict = self.core.read(key, c);
+                let verdict = self.core.resume(key, c);
                 self.settle(key, verdict);
             }
         }
@@ -325,32 +334,48 @@ impl<H: Handler> Reactor<H> {
         self.next_generation += 1;
         let core = &mut self.core;
         let id = ConnId::new(core.index, key, generation);
+        let mut timers = Default::default();
         let conn = ConnRef {
             id,
             origin,
             peer: &peer,
             socket: &stream,
+            queued: 0,
+            over_high: false,
+            timers: &mut timers,
         };
+        let scope = Scope {
+            out: &mut core.out,
+            handle: &core.handle,
+            timers: &mut core.timers,
+            high_watermark: core.config.high_watermark,
+        };
+        let handler = &mut core.handler;
         let opened = guarded(&core.counters, "on_open", id, || {
-            let mut cx = Context::new(conn, &mut core.out, &core.handle);
-            let state = core.handler.on_open(&mut cx);
+            let mut cx = Context::new(conn, scope);
+            let state = handler.on_open(&mut cx);
             (state, cx.requests())
         });
         let Some((state, requests)) = opened else {
             core.out.clear();
+            core.timers.remove_all(&mut timers);
             return bump(&core.counters.closed, 1); // never opened: dropped with its socket
         };
         bump(&core.counters.active, 1);
-        if let Some(idle) = &mut core.idle {
-            idle.arm(core.now_tick, key, generation);
-        }
         log::trace!("coreloop: opened {id} ({peer})");
-        let now = core.now_tick;
+        let now = core.timers.now;
         let c = self
             .conns
             .vacant_entry()
             .insert(Conn::new(stream, peer, origin, slot, generation, state, now));
-        let verdict = core.carry_out(key, c, requests, CloseReason::Local);
+        c.timers = timers;
+        if let Some(idle_ms) = core.idle_ms {
+            let due = Due::Idle { slot: key, generation };
+            core.timers
+                .arm(Duration::from_millis(idle_ms), due, Some(&mut c.timers));
+            c.last_active = core.timers.now;
+        }
+        let verdict = core.carry_out(key, c, &requests, CloseReason::Local);
         self.settle(key, verdict);
     }
 }
@@ -368,7 +393,7 @@ fn guarded<R>(counters: &Counters, callback: &str, subject: impl fmt::Display, f
     }
 }
 
-impl<H: Handler> fmt::Debug for Reactor<H> {
+impl<H: Handler<M>, M: Send + 'static> fmt::Debug for Reactor<H, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reactor")
             .field("index", &self.core.index)

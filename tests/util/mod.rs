@@ -28,7 +28,6 @@ pub struct Echo;
 
 impl Handler for Echo {
     type Conn = ();
-    type Message = ();
 
     fn on_open(&mut self, _cx: &mut Context<'_>) {}
 
@@ -136,7 +135,6 @@ pub fn recorder_with(builder: coreloop::Builder) -> (Server, Receiver<Seen>) {
 
 impl Handler for Recorder {
     type Conn = ();
-    type Message = ();
 
     fn on_open(&mut self, cx: &mut Context<'_>) {
         let name = thread::current().name().unwrap_or("").to_string();
@@ -203,7 +201,6 @@ pub struct Blast {
 
 impl Handler for Blast {
     type Conn = ();
-    type Message = ();
 
     fn on_open(&mut self, _cx: &mut Context<'_>) {}
 
@@ -246,7 +243,6 @@ pub struct LineEcho {
 
 impl Handler for LineEcho {
     type Conn = ();
-    type Message = ();
 
     fn on_open(&mut self, cx: &mut Context<'_>) {
         let _ = self.tx.send(Seen::Open(cx.id(), String::new()));
