@@ -36,7 +36,6 @@
 mod cli;
 
 use std::collections::{HashMap, VecDeque};
-use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -44,8 +43,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use coreloop::{CloseReason, ConnId, Context, Handler, Server};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
 
 /// The longest line accepted, in bytes; a longer one closes the connection.
 const MAX_LINE: usize = 64 * 1024;
@@ -286,11 +283,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+    cli::init_logging(None);
+    let signals = match cli::signals("chat") {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("chat: cannot install signal handlers: {e}");
+            eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
@@ -311,20 +308,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(
-        stdout,
-        "listening on {} with {reactors} reactors",
-        server.local_addrs()[0]
-    );
-    let _ = stdout.flush();
-    drop(stdout);
-    let handle = server.handle();
-    std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            handle.shutdown(Duration::from_secs(5));
-        }
-    });
+    cli::banner(&server.local_addrs()[0].to_string(), reactors);
+    cli::shutdown_on_signal(signals, server.handle(), Duration::from_secs(5));
     match server.join() {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {

@@ -25,7 +25,6 @@
 #[path = "support/cli.rs"]
 mod cli;
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -34,8 +33,6 @@ use bytes::BytesMut;
 use std::sync::mpsc::RecvTimeoutError;
 
 use coreloop::{Context, Distribution, Handler, Server};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
 
 const USAGE: &str = "\
 usage: echo [--addr ADDR] [--unix PATH] [--listen-fds] [--reactors N] [--max-conns N]
@@ -173,17 +170,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
-    if let Some(level) = args.log {
-        logger.filter_level(level);
-    }
-    logger.init();
-    // Register the signals before listening, so a signal right after the banner is
-    // never lost.
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+    cli::init_logging(args.log);
+    let signals = match cli::signals("echo") {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("echo: cannot install signal handlers: {e}");
+            eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
@@ -213,24 +204,9 @@ fn main() -> ExitCode {
         }
     };
     let endpoints: Vec<String> = server.endpoints().iter().map(ToString::to_string).collect();
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(
-        stdout,
-        "listening on {} with {} reactors",
-        endpoints.join(", "),
-        args.reactors
-    );
-    let _ = stdout.flush();
-    drop(stdout);
-
-    let handle = server.handle();
-    let grace = Duration::from_secs(args.grace);
-    let stats_handle = handle.clone();
-    std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            handle.shutdown(grace);
-        }
-    });
+    cli::banner(&endpoints.join(", "), args.reactors);
+    let stats_handle = server.handle();
+    cli::shutdown_on_signal(signals, server.handle(), Duration::from_secs(args.grace));
     // The stats printer ends once the server has stopped (`stop` dropped), before
     // the exit lines are printed.
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
