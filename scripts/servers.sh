@@ -2,7 +2,13 @@
 # Expects BIN, THREADS and OUT (and, for measure, DUR and WARM) to be set.
 
 start_server() { # kind -> sets SPID, SADDR
-  "$BIN/bench_server" --kind "$1" --threads "$THREADS" >"$OUT/banner.txt" &
+  case $1 in
+    # The echo example as users run it (idle timeout 60 s, connection cap), and
+    # without its idle timeout.
+    echo-shipped) "$BIN/echo" --addr 127.0.0.1:0 --reactors "$THREADS" >"$OUT/banner.txt" 2>/dev/null & ;;
+    echo-idle0) "$BIN/echo" --addr 127.0.0.1:0 --reactors "$THREADS" --idle-timeout 0 >"$OUT/banner.txt" 2>/dev/null & ;;
+    *) "$BIN/bench_server" --kind "$1" --threads "$THREADS" >"$OUT/banner.txt" & ;;
+  esac
   SPID=$!
   for _ in $(seq 100); do grep -q listening "$OUT/banner.txt" 2>/dev/null && break; sleep 0.05; done
   SADDR=$(awk '{print $3}' "$OUT/banner.txt")

@@ -124,7 +124,9 @@ impl<M: Send + 'static> Handle<M> {
     /// Queues `data` to be written to connection `id`, on whichever reactor owns it.
     ///
     /// Bytes sent from one thread arrive in the order they were sent, after what
-    /// the connection's own handler wrote before the command was processed. Sending
+    /// the connection's own handler wrote before the command was processed. The
+    /// reactor drains its commands in batches and writes what a batch sent to a
+    /// connection with one `writev` once the batch is done. Sending
     /// is asynchronous: if the connection has closed by the time its reactor takes
     /// the command — even if its slot now holds another connection, which the id's
     /// generation tells apart — the bytes are dropped and the reactor's

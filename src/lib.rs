@@ -49,6 +49,23 @@
 //! A panic in a callback is caught: that connection closes with
 //! [`CloseReason::Panic`] and the reactor goes on serving the others.
 //!
+//! Beyond bytes in and out, a handler gets what protocols need from the loop:
+//!
+//! - **flow control**: [`Context::is_writable`] says when the connection's queued
+//!   output is over the high watermark; a handler that stops answering then gets
+//!   [`Handler::on_data`] again with what it left, without new bytes from the
+//!   peer, once the output drains (and [`Handler::on_writable`] for output it
+//!   produces on its own);
+//! - **timers**: [`Context::set_timer`] on a connection ([`Handler::on_timer`]),
+//!   [`ReactorContext::set_timer`] on the reactor ([`Handler::on_reactor_timer`],
+//!   armed at [`Handler::on_start`]), in one wheel per reactor: O(1) to arm and
+//!   cancel, never early, never for a closed connection;
+//! - **last words**: [`Handler::on_limit`] may write a final reply before a limit
+//!   (input, idle time) closes the connection gracefully.
+//!
+//! [`guide::writing_a_protocol`] builds a Redis-protocol server from these, step
+//! by step.
+//!
 //! ## Example: an echo server
 //!
 //! ```
@@ -118,10 +135,17 @@
 //!
 //! - [`Handle`] (`Clone + Send + Sync`) reaches any connection from any thread,
 //!   including from a handler on another reactor: [`Handle::send`] queues bytes,
-//!   [`Handle::message`] runs [`Handler::on_message`] with a typed
-//!   [`Handler::Message`] on the connection's own reactor, [`Handle::close`] closes.
-//!   A command for a connection that has closed is dropped (and counted as
+//!   [`Handle::message`] runs [`Handler::on_message`] on the connection's own
+//!   reactor, [`Handle::close`] closes. Messages are typed: a handler taking
+//!   messages of type `M` implements `Handler<M>` and its handle is a
+//!   `Handle<M>`, so a message of another type does not compile. A command for a
+//!   connection that has closed is dropped (and counted as
 //!   [`ReactorStats::stale`]), never delivered to a connection reusing its slot.
+//! - [`Handle::broadcast`] sends one message to every reactor, and
+//!   [`Handle::message_reactor`] to one: [`Handler::on_reactor_message`] runs with
+//!   a [`ReactorContext`] that writes to, closes and visits every connection of
+//!   that reactor — a fan-out to any number of connections crosses threads once
+//!   per reactor.
 //! - [`Handle::connect`] and [`Context::connect`] open outbound TCP or Unix
 //!   connections served by the same handler ([`Context::origin`] tells them apart;
 //!   failures reach [`Handler::on_connect_error`]).
@@ -180,6 +204,7 @@ mod conn;
 mod context;
 mod endpoint;
 mod error;
+pub mod guide;
 mod handle;
 mod handler;
 mod id;

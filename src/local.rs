@@ -275,8 +275,8 @@ impl<S> LocalConn<'_, S> {
 }
 
 /// Queues `data` on connection `c` (in slot `slot`) for the flush after the
-/// callback.
-fn queue<S>(c: &mut Conn<S>, slot: usize, touched: &mut Vec<Touch>, data: Bytes) -> bool {
+/// callback (or after the batch of commands it belongs to).
+pub(crate) fn queue<S>(c: &mut Conn<S>, slot: usize, touched: &mut Vec<Touch>, data: Bytes) -> bool {
     if !c.accepts_output() {
         return false;
     }

@@ -162,6 +162,9 @@ impl Handler<Msg> for Kv {
     }
 
     fn on_data(&mut self, c: &mut Client, cx: &mut Context<'_, Msg>, input: &mut BytesMut) {
+        // One clock read for all the requests of this call, as Redis caches its
+        // time per loop turn.
+        let now = Instant::now();
         // Flow control: a request is taken only while the connection can take
         // its reply; the rest waits in `input` and comes back when output drains.
         while !input.is_empty() && cx.is_writable() {
@@ -177,7 +180,7 @@ impl Handler<Msg> for Kv {
                             buf: input,
                             ranges: &ranges,
                         };
-                        self.execute(c, cx, &args)
+                        self.execute(c, cx, &args, now)
                     };
                     c.req.args = ranges;
                     c.req.clear();
@@ -221,7 +224,7 @@ impl Handler<Msg> for Kv {
 }
 
 impl Kv {
-    fn execute(&mut self, c: &mut Client, cx: Cx<'_, '_>, a: &Args<'_>) -> After {
+    fn execute(&mut self, c: &mut Client, cx: Cx<'_, '_>, a: &Args<'_>, now: Instant) -> After {
         let name = a.get(0);
         let mut lower = [0u8; 16];
         let cmd = if name.len() <= lower.len() {
@@ -260,12 +263,8 @@ impl Kv {
             return After::Continue;
         }
         let store = &self.shared.store;
-        let now = Instant::now();
         match cmd {
-            b"get" => match store.get(a.get(1), now) {
-                Some(v) => resp::bulk(cx, &v),
-                None => resp::nil(cx),
-            },
+            b"get" => store.read(a.get(1), now, |v| resp::bulk_or_nil(cx, v)),
             b"set" => self.set(cx, a, now),
             b"del" => resp::int(cx, store.del(a.from(1), now)),
             b"exists" => resp::int(cx, store.exists(a.from(1), now)),
@@ -282,10 +281,7 @@ impl Kv {
             b"mget" => {
                 resp::array(cx, a.len() - 1);
                 for key in a.from(1) {
-                    match store.get(key, now) {
-                        Some(v) => resp::bulk(cx, &v),
-                        None => resp::nil(cx),
-                    }
+                    store.read(key, now, |v| resp::bulk_or_nil(cx, v));
                 }
             }
             b"mset" => {
@@ -572,10 +568,7 @@ fn client(c: &mut Client, cx: Cx<'_, '_>, a: &Args<'_>) {
             cx,
             "ERR Client names cannot contain spaces, newlines or special characters.",
         ),
-        (b"getname", 2) => match &c.name {
-            Some(n) => resp::bulk(cx, n),
-            None => resp::nil(cx),
-        },
+        (b"getname", 2) => resp::bulk_or_nil(cx, c.name.as_ref()),
         (b"id", 2) => resp::int(cx, c.id as i64),
         _ => write!(
             cx,

@@ -221,11 +221,18 @@ pub fn array<M: Send + 'static>(cx: &mut Context<'_, M>, len: usize) {
     write!(cx, "*{len}\r\n");
 }
 
-/// A bulk string; a large one is queued without copying.
-pub fn bulk<M: Send + 'static>(cx: &mut Context<'_, M>, data: &bytes::Bytes) {
-    write!(cx, "${}\r\n", data.len());
-    cx.write_bytes(data.clone());
-    cx.write(b"\r\n");
+/// A bulk string, or nil; a large one is queued without copying (a small one
+/// is copied, without touching its reference count).
+pub fn bulk_or_nil<M: Send + 'static>(cx: &mut Context<'_, M>, data: Option<&bytes::Bytes>) {
+    match data {
+        Some(data) if data.len() >= 1024 => {
+            write!(cx, "${}\r\n", data.len());
+            cx.write_bytes(data.clone());
+            cx.write(b"\r\n");
+        }
+        Some(data) => bulk_slice(cx, data),
+        None => nil(cx),
+    }
 }
 
 pub fn bulk_slice<M: Send + 'static>(cx: &mut Context<'_, M>, data: &[u8]) {

@@ -5,6 +5,11 @@
 //! A command for one connection names it by [`ConnId`]; one whose connection has
 //! closed, or is closing, is dropped and counted as stale, never carried out on a
 //! connection that reuses its slot.
+//!
+//! Bytes sent to connections — by `Handle::send`, or written by reactor messages
+//! through their `ReactorContext` — are queued on each connection while the
+//! batch of commands is drained, and flushed once the batch is done: several
+//! messages waiting for one subscriber leave in one `writev`.
 
 use std::mem;
 use std::ops::ControlFlow::Continue;
@@ -15,6 +20,7 @@ use crate::context::Origin;
 use crate::handler::Handler;
 use crate::id::ConnId;
 use crate::inbox::Command;
+use crate::local::queue;
 use crate::reason::CloseReason;
 use crate::stats::bump;
 
@@ -24,6 +30,7 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
     pub(super) fn run_commands(&mut self) {
         let mut commands = mem::take(&mut self.commands);
         self.inbox.drain_into(&mut commands);
+        self.batching = true;
         for cmd in commands.drain(..) {
             match cmd {
                 Command::Open(stream, peer, slot) => {
@@ -35,8 +42,9 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
                 }
                 Command::Close(id) => self.on_live(id, |core, key, c| core.begin_close(key, c, CloseReason::Local)),
                 Command::Send(id, data) => self.on_live(id, |core, key, c| {
-                    core.out.write_bytes(data);
-                    core.send_staged(key, c)
+                    // Flushed with the rest of the batch's output to `c`.
+                    queue(c, key, &mut core.touched, data);
+                    Continue(())
                 }),
                 Command::Message(id, msg) => self.on_live(id, |core, key, c| {
                     core.callback(key, c, "on_message", CloseReason::Local, |h, state, cx| {
@@ -50,6 +58,8 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
                 Command::Shutdown { deadline } => self.begin_shutdown(deadline),
             }
         }
+        self.batching = false;
+        self.settle_touched();
         self.commands = commands;
     }
 

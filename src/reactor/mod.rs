@@ -99,6 +99,9 @@ pub(crate) struct Reactor<H: Handler<M>, M: Send + 'static> {
     shutdown_deadline: Option<Instant>,
     /// A connection closed during shutdown with output still queued.
     unflushed: bool,
+    /// Draining a batch of commands: output queued on connections is flushed
+    /// once the batch is done.
+    batching: bool,
 }
 
 /// The reactor minus its slab: the handler, the buffers every read and write
@@ -149,6 +152,7 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
             next_generation: 0,
             shutdown_deadline: None,
             unflushed: false,
+            batching: false,
             core: Core {
                 index,
                 handler,

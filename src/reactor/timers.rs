@@ -102,12 +102,14 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
         guarded(&core.counters, name, format_args!("reactor {index}"), || {
             f(handler, &mut cx)
         });
-        self.settle_touched();
+        if !self.batching {
+            self.settle_touched(); // else once the batch of commands is done
+        }
     }
 
     /// Carries out what a reactor-level callback asked of connections: flushes
     /// what it wrote, starts the closes.
-    fn settle_touched(&mut self) {
+    pub(super) fn settle_touched(&mut self) {
         let mut touched = mem::take(&mut self.core.touched);
         for touch in touched.drain(..) {
             let (slot, generation) = match touch {

@@ -5,6 +5,8 @@
 //!     [--size S] [--duration D] [--warmup W] [--count N]
 //! cargo run --release --example loadgen -- connrate --addr A [--clients K] [--duration D] [--warmup W]
 //! cargo run --release --example loadgen -- hold --addr A --conns N [--hold T] [--sources K]
+//! cargo run --release --example loadgen -- pubsub --addr A --conns N [--inflight W] [--size S]
+//!     [--duration D] [--warmup W]
 //! common: [--reactors R] [--server-pid PID] [--json]
 //! ```
 //!
@@ -18,6 +20,10 @@
 //!   with `--sources K` they come from K source addresses 127.0.0.1 … 127.0.0.K
 //!   (one address reaches one server port from about 28,000 ports at most).
 //!   With `--server-pid` reports the server's resident memory per connection.
+//! - `pubsub`: against a Redis-protocol server (the kv example): N subscribers on
+//!   one channel, one publisher keeping at most W messages (default 8) on their
+//!   way to all of them; every delivered byte is checked. Reports messages fanned
+//!   out per second and deliveries per second (`pubsub.rs`).
 //!
 //! With `--server-pid PID` it also reports that process's CPU time per operation
 //! over the measured window (from `/proc/PID/stat`: user + system, and user alone).
@@ -32,6 +38,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod pubsub;
+
 use bytes::{Buf, Bytes, BytesMut};
 use coreloop::{CloseReason, Context, Endpoint, Handler, ReactorContext, Server};
 
@@ -40,6 +48,7 @@ usage: loadgen echo --addr A [--conns C] [--inflight P] [--size S] [--duration D
                     [--warmup W] [--count N]
        loadgen connrate --addr A [--clients K] [--duration D] [--warmup W]
        loadgen hold --addr A --conns N [--hold T] [--sources K]
+       loadgen pubsub --addr A --conns N [--inflight W] [--size S] [--duration D] [--warmup W]
 common options: [--reactors R] [--server-pid PID] [--json]
 
 Modes:
@@ -49,6 +58,9 @@ Modes:
   connrate    K clients (default 8) each looping connect, one 64-byte echo, close
   hold        N connections verified with one echo, then held idle T seconds (default
               1), from K source addresses 127.0.0.1..127.0.0.K (default 1)
+  pubsub      against a Redis-protocol server (the kv example): N subscribers on one
+              channel, one publisher with at most W messages (default 8) of S bytes
+              on their way to all of them; reports messages fanned out per second
 
 Options:
   --addr A          the server (default 127.0.0.1:7878)
@@ -65,6 +77,7 @@ enum Mode {
     Echo,
     ConnRate,
     Hold,
+    PubSub,
 }
 
 #[derive(Debug, Clone)]
@@ -198,6 +211,7 @@ impl Handler for Client {
                 Mode::Hold => {
                     self.totals.verified.fetch_add(1, Relaxed);
                 }
+                Mode::PubSub => unreachable!("pubsub runs its own client (pubsub.rs)"),
             }
         }
     }
@@ -368,6 +382,7 @@ fn run(cfg: Cfg) -> Result<bool, String> {
         Mode::Echo => "echo",
         Mode::ConnRate => "connrate",
         Mode::Hold => "hold",
+        Mode::PubSub => unreachable!("pubsub reports for itself"),
     };
     let per_sec = ops as f64 / secs;
     let mb = totals.bytes.load(Relaxed) as f64 / secs / 1e6;
@@ -419,17 +434,18 @@ fn parse() -> Result<Option<Cfg>, String> {
             "echo" => Mode::Echo,
             "connrate" => Mode::ConnRate,
             "hold" => Mode::Hold,
-            other => return Err(format!("unknown mode '{other}' (echo, connrate, hold)")),
+            "pubsub" => Mode::PubSub,
+            other => return Err(format!("unknown mode '{other}' (echo, connrate, hold, pubsub)")),
         },
         Some(Short('h') | Long("help")) => return Ok(None),
-        _ => return Err("a mode is required: echo, connrate or hold".into()),
+        _ => return Err("a mode is required: echo, connrate, hold or pubsub".into()),
     };
     let mut cfg = Cfg {
         mode,
         addr: SocketAddr::from(([127, 0, 0, 1], 7878)),
         reactors: 1,
         conns: if mode == Mode::ConnRate { 8 } else { 1 },
-        inflight: 1,
+        inflight: if mode == Mode::PubSub { 8 } else { 1 },
         size: 64,
         duration: 5.0,
         warmup: 1.0,
@@ -492,7 +508,25 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(cfg) {
+    let result = if cfg.mode == Mode::PubSub {
+        pubsub::run(
+            pubsub::Cfg {
+                addr: cfg.addr,
+                reactors: cfg.reactors,
+                subscribers: cfg.conns,
+                window: cfg.inflight as u64,
+                size: cfg.size,
+                duration: cfg.duration,
+                warmup: cfg.warmup,
+                server_pid: cfg.server_pid,
+                json: cfg.json,
+            },
+            proc_sample,
+        )
+    } else {
+        run(cfg)
+    };
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {

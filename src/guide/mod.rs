@@ -1,0 +1,4 @@
+//! Chapters of the guide that do not fit on the crate's front page. Each is a
+//! module holding documentation only.
+
+pub mod writing_a_protocol;
