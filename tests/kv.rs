@@ -415,3 +415,32 @@ fn malformed_requests_are_answered_and_closed_as_redis_does() {
     assert!(rest.is_empty());
     drop(TcpStream::connect(server.addr).unwrap()); // still serving
 }
+
+/// A subscriber that never reads is disconnected once 32 MiB wait for it (as
+/// Redis's output buffer limit for pub/sub does), and the server's memory with it.
+#[test]
+fn a_subscriber_that_never_reads_is_dropped_at_its_output_limit() {
+    let server = kv(&["--reactors", "1"]);
+    let mut deaf = util::connect(server.addr);
+    deaf.write_all(b"SUBSCRIBE news\r\n").unwrap();
+    let mut confirm = [0u8; 33];
+    deaf.read_exact(&mut confirm).unwrap();
+    assert!(confirm.starts_with(b"*3\r\n$9\r\nsubscribe\r\n"));
+    let mut c = client(&server);
+    let payload = vec![b'p'; 64 * 1024];
+    let before = rss_kib(server.pid());
+    let mut published = 0;
+    // 64 KiB at a time: the socket buffers fill, then the server's queue, to
+    // 32 MiB; 2,000 messages (128 MiB) is far more than that takes.
+    while c.publish::<_, _, i64>("news", &payload).unwrap() == 1 {
+        published += 1;
+        assert!(published < 2000, "the subscriber was never dropped");
+    }
+    let grown = rss_kib(server.pid()).saturating_sub(before);
+    eprintln!("dropped after {published} messages of 64 KiB; the server then held {grown} KiB more than before");
+    assert!(
+        published >= 32 * 1024 / 64,
+        "not before 32 MiB was queued: {published} messages"
+    );
+    assert!(grown < 64 * 1024, "the server grew {grown} KiB");
+}

@@ -89,10 +89,10 @@ impl Load {
             *offset += 1;
             if *offset == confirm {
                 self.counts.subscribed.fetch_add(1, Relaxed);
-            } else if *offset > confirm && (*offset - confirm) % frame == 0 {
+            } else if *offset > confirm && (*offset - confirm).is_multiple_of(frame) {
                 let delivered = self.counts.delivered.fetch_add(1, Relaxed) + 1;
                 // The delivery that completes a message lets the publisher go on.
-                if delivered % self.subscribers == 0
+                if delivered.is_multiple_of(self.subscribers)
                     && let Some(publisher) = *self.counts.publisher.lock().unwrap()
                 {
                     let _ = cx.handle().message(publisher, ());
