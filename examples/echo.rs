@@ -6,7 +6,8 @@
 //! cargo run --release --example echo -- [--addr 127.0.0.1:7878] [--unix PATH]
 //!     [--listen-fds] [--reactors N] [--max-conns N] [--idle-timeout SECS] [--grace SECS]
 //!     [--distribution round-robin|least-conn|reuseport] [--backlog N] [--pin-cores]
-//!     [--stats-interval SECS] [--log LEVEL]
+//!     [--stats-interval SECS] [--proxy-protocol off|optional|required]
+//!     [--trusted-proxies CIDR,…] [--log LEVEL]
 //! ```
 //!
 //! Once listening it prints `listening on ADDR with N reactors` on stdout (several
@@ -18,9 +19,14 @@
 //! It is safe to expose as it is: connections are capped, idle ones time out, and
 //! the library's back-pressure and input limits are on. Warnings (such as accept
 //! back-off when descriptors run out) go to stderr; `--log LEVEL` or `RUST_LOG` sets
-//! the level (`trace` logs every connection's open and close). With
-//! `--stats-interval SECS` it prints the per-reactor stats table to stderr every
-//! SECS seconds.
+//! the level: `info` logs one line per connection naming its client (the one a
+//! PROXY header named, behind a load balancer), `trace` every connection's open
+//! and close. With `--stats-interval SECS` it prints the per-reactor stats table
+//! to stderr every SECS seconds.
+//!
+//! Behind a load balancer that sends the PROXY protocol (HAProxy `send-proxy-v2`,
+//! nginx `proxy_protocol on`), `--proxy-protocol required` (or `optional`) reads
+//! the header, and `--trusted-proxies` says which peers may send one.
 
 #[path = "support/cli.rs"]
 mod cli;
@@ -32,12 +38,13 @@ use std::time::Duration;
 use bytes::BytesMut;
 use std::sync::mpsc::RecvTimeoutError;
 
-use coreloop::{Context, Distribution, Handler, Server};
+use coreloop::{Context, Distribution, Handler, Listen, ProxyProtocol, Server};
 
 const USAGE: &str = "\
 usage: echo [--addr ADDR] [--unix PATH] [--listen-fds] [--reactors N] [--max-conns N]
             [--idle-timeout SECS] [--grace SECS] [--distribution STRATEGY] [--backlog N]
-            [--pin-cores] [--stats-interval SECS] [--log LEVEL]
+            [--pin-cores] [--stats-interval SECS] [--proxy-protocol MODE]
+            [--trusted-proxies CIDR,...] [--log LEVEL]
 
 Options:
   --addr ADDR          TCP address to listen on (default 127.0.0.1:7878 unless --unix or
@@ -56,8 +63,14 @@ Options:
   --pin-cores          pin reactor i to CPU i (reactors beyond the CPU count run unpinned)
   --stats-interval SECS
                        print the per-reactor stats table to stderr every SECS seconds
-  --log LEVEL          log level: off, error, warn, info, debug, trace (default warn;
-                       overrides RUST_LOG)
+  --proxy-protocol MODE
+                       connections start with a PROXY protocol header (v1 or v2) from
+                       a load balancer: off (default), optional, or required
+  --trusted-proxies CIDR,...
+                       peers that may send a PROXY header (default: any); with
+                       optional, others' bytes are their own; with required, refused
+  --log LEVEL          log level: off, error, warn, info (a line per connection, naming
+                       its client), debug, trace (default warn; overrides RUST_LOG)
   -h, --help           print this help
 
 Environment: RUST_LOG sets the log level when --log is not given.";
@@ -67,7 +80,12 @@ struct Echo;
 impl Handler for Echo {
     type Conn = ();
 
-    fn on_open(&mut self, _cx: &mut Context<'_>) {}
+    fn on_open(&mut self, cx: &mut Context<'_>) {
+        match cx.proxy() {
+            Some(p) => log::info!("echo: {} serves {} (via {})", cx.id(), cx.peer_addr(), p.balancer()),
+            None => log::info!("echo: {} serves {}", cx.id(), cx.peer_addr()),
+        }
+    }
 
     fn on_data(&mut self, _conn: &mut (), cx: &mut Context<'_>, input: &mut BytesMut) {
         cx.write(input);
@@ -88,6 +106,8 @@ struct Args {
     pin_cores: bool,
     stats_interval: Option<Duration>,
     log: Option<log::LevelFilter>,
+    proxy: ProxyProtocol,
+    trusted: Vec<coreloop::ipnet::IpNet>,
 }
 
 fn distribution(parser: &mut lexopt::Parser) -> Result<Distribution, String> {
@@ -124,6 +144,8 @@ fn parse_args() -> Result<Option<Args>, String> {
         pin_cores: false,
         stats_interval: None,
         log: None,
+        proxy: ProxyProtocol::Off,
+        trusted: Vec::new(),
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
@@ -148,6 +170,27 @@ fn parse_args() -> Result<Option<Args>, String> {
                 args.stats_interval = Some(Duration::from_secs_f64(secs));
             }
             Long("log") => args.log = Some(value(&mut parser, "--log", "level")?),
+            Long("proxy-protocol") => {
+                let v: String = value(&mut parser, "--proxy-protocol", "mode")?;
+                args.proxy = match v.as_str() {
+                    "off" => ProxyProtocol::Off,
+                    "optional" => ProxyProtocol::Optional,
+                    "required" => ProxyProtocol::Required,
+                    other => {
+                        return Err(format!(
+                            "invalid mode '{other}' for --proxy-protocol (off, optional or required)"
+                        ));
+                    }
+                };
+            }
+            Long("trusted-proxies") => {
+                let v: String = value(&mut parser, "--trusted-proxies", "list")?;
+                for net in v.split(',').filter(|n| !n.is_empty()) {
+                    let parsed = net.parse().or_else(|_| net.parse::<std::net::IpAddr>().map(Into::into));
+                    args.trusted
+                        .push(parsed.map_err(|_| format!("invalid network '{net}' for --trusted-proxies"))?);
+                }
+            }
             Short('h') | Long("help") => return Ok(None),
             other => return Err(other.unexpected().to_string()),
         }
@@ -156,6 +199,13 @@ fn parse_args() -> Result<Option<Args>, String> {
         args.addr = Some(SocketAddr::from(([127, 0, 0, 1], 7878)));
     }
     Ok(Some(args))
+}
+
+/// A listener with the PROXY protocol settings of the command line.
+fn listen(listen: Listen, args: &Args) -> Listen {
+    listen
+        .proxy_protocol(args.proxy)
+        .trusted_proxies(args.trusted.iter().copied())
 }
 
 fn main() -> ExitCode {
@@ -187,13 +237,13 @@ fn main() -> ExitCode {
         .backlog(args.backlog)
         .pin_cores(args.pin_cores);
     if let Some(addr) = args.addr {
-        builder = builder.bind(addr);
+        builder = builder.listen(listen(Listen::tcp(addr), &args));
     }
     if let Some(path) = &args.unix {
-        builder = builder.bind_unix(path);
+        builder = builder.listen(listen(Listen::unix(path), &args));
     }
     if args.listen_fds {
-        builder = builder.listen_fds();
+        builder = builder.listen(listen(Listen::listen_fds(), &args));
     }
     let started = builder.start(|_| Echo);
     let server = match started {

@@ -42,7 +42,9 @@ build() { # REV SIDE
   local dir="$OUT/$2"
   git worktree remove --force "$dir" 2>/dev/null || rm -rf "$dir"
   git worktree add --detach --force "$dir" "$1" >/dev/null
-  (cd "$dir" && cargo build --release --quiet --example bench_server --example echo)
+  # A target directory per side that outlives the worktree: the next run only
+  # rebuilds what changed.
+  (cd "$dir" && CARGO_TARGET_DIR="$PWD/../target-$2" cargo build --release --quiet --example bench_server --example echo)
 }
 cleanup() {
   [ -n "${SPID:-}" ] && kill -TERM "$SPID" 2>/dev/null
@@ -57,7 +59,7 @@ cargo build --release --quiet --example loadgen
 LOADGEN=target/release/examples/loadgen
 
 start() { # SIDE -> SPID, SADDR
-  local bin="$OUT/$1/target/release/examples"
+  local bin="$OUT/target-$1/release/examples"
   if [ "$SERVER" = echo ]; then
     # shellcheck disable=SC2086
     "$bin/echo" --addr 127.0.0.1:0 --reactors "$THREADS" $EXTRA >"$OUT/banner.txt" 2>/dev/null &

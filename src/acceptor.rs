@@ -104,11 +104,11 @@ impl<M: Send + 'static> Acceptor<M> {
                 }
             }
             let (handle, batches, pick) = (&self.handle, &mut self.batches, &mut self.pick);
-            self.accept.accept(|stream, peer, slot| {
+            self.accept.accept(|stream, peer, slot, listener| {
                 // With no reactor left the connection is dropped: its socket
                 // closes and its slot gives the place back.
                 if let Some(r) = pick.next(handle) {
-                    batches[r].push(Command::Open(stream, peer, slot));
+                    batches[r].push(Command::Open(stream, peer, slot, listener));
                 }
             });
             self.dispatch();

@@ -191,8 +191,8 @@ impl AcceptLoop {
 
     /// Accepts from every pending listener until each is drained, the cap is
     /// reached or a back-off starts, handing each connection, with its place
-    /// under the cap, to `take`.
-    pub(crate) fn accept(&mut self, mut take: impl FnMut(Stream, PeerAddr, Slot)) {
+    /// under the cap and the index of its listener, to `take`.
+    pub(crate) fn accept(&mut self, mut take: impl FnMut(Stream, PeerAddr, Slot, usize)) {
         if let Some(t) = self.paused_until {
             if Instant::now() < t {
                 return;
@@ -206,7 +206,7 @@ impl AcceptLoop {
                 };
                 // syscall: accept4, one per connection, until WouldBlock
                 match self.listeners[i].accept(&self.opts) {
-                    Ok((stream, peer)) => take(stream, peer, slot),
+                    Ok((stream, peer)) => take(stream, peer, slot, i),
                     Err(e) => match classify(&e) {
                         AcceptError::Drained => self.pending[i] = false,
                         AcceptError::Skip => log::debug!("coreloop: accept skipped a failed connection: {e}"),

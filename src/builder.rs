@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use socket2::TcpKeepalive;
 
-use crate::config::{Config, Distribution, ListenSpec};
+use crate::config::{Config, Distribution, Listen, ListenSpec};
 use crate::error::{Error, Result};
 use crate::handler::Handler;
 use crate::server::Server;
@@ -49,7 +49,7 @@ use crate::server::Server;
 #[must_use = "a builder does nothing until `start` is called"]
 pub struct Builder {
     config: Config,
-    listeners: Vec<ListenSpec>,
+    listeners: Vec<Listen>,
 }
 
 /// Defaults, and the limits `start` enforces.
@@ -115,6 +115,10 @@ impl Builder {
 
     /// The longest [`linger`](Builder::linger) time (60 s).
     pub const MAX_LINGER: Duration = Duration::from_secs(60);
+
+    /// Default time a connection has to complete its preamble — its PROXY
+    /// protocol header — before it is closed (5 s).
+    pub const DEFAULT_PREAMBLE_TIMEOUT: Duration = Duration::from_secs(5);
 }
 
 impl Default for Builder {
@@ -137,6 +141,8 @@ impl Default for Builder {
                 linger: Self::DEFAULT_LINGER,
                 connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
                 max_timers: Self::DEFAULT_MAX_TIMERS,
+                preamble_timeout: Self::DEFAULT_PREAMBLE_TIMEOUT,
+                policies: std::sync::Arc::from(Vec::new()),
                 distribution: Distribution::RoundRobin,
                 send_buffer: None,
                 recv_buffer: None,
@@ -164,7 +170,7 @@ impl Builder {
     /// feeds the same reactors. Port 0 asks the OS for a free port; read it back with
     /// [`Server::local_addrs`].
     pub fn bind(mut self, addr: impl Into<SocketAddr>) -> Self {
-        self.listeners.push(ListenSpec::Tcp(addr.into()));
+        self.listeners.push(ListenSpec::Tcp(addr.into()).into());
         self
     }
 
@@ -175,7 +181,7 @@ impl Builder {
     /// is never touched and the start fails with [`Error::Bind`](crate::Error::Bind).
     /// The file is removed when the server stops.
     pub fn bind_unix(mut self, path: impl Into<PathBuf>) -> Self {
-        self.listeners.push(ListenSpec::Unix(path.into()));
+        self.listeners.push(ListenSpec::Unix(path.into()).into());
         self
     }
 
@@ -184,14 +190,14 @@ impl Builder {
     /// options (`TCP_NODELAY`, buffer sizes, keepalive) are set on it for accepted
     /// sockets to inherit.
     pub fn listener(mut self, listener: std::net::TcpListener) -> Self {
-        self.listeners.push(ListenSpec::TcpListener(listener));
+        self.listeners.push(ListenSpec::TcpListener(listener).into());
         self
     }
 
     /// Adds a Unix domain socket listener the caller opened; its path is left alone
     /// when the server stops.
     pub fn unix_listener(mut self, listener: std::os::unix::net::UnixListener) -> Self {
-        self.listeners.push(ListenSpec::UnixListener(listener));
+        self.listeners.push(ListenSpec::UnixListener(listener).into());
         self
     }
 
@@ -204,7 +210,34 @@ impl Builder {
     /// At start, [`Error::Bind`](crate::Error::Bind) if `LISTEN_FDS` passes no
     /// socket, or one that is not a TCP or Unix stream listener.
     pub fn listen_fds(mut self) -> Self {
-        self.listeners.push(ListenSpec::ListenFds);
+        self.listeners.push(ListenSpec::ListenFds.into());
+        self
+    }
+
+    /// Adds a listener configured with [`Listen`]: where to listen, and what its
+    /// connections start with (a PROXY protocol header from a load balancer).
+    /// [`bind`](Self::bind) and the others are shorthands for a plain one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use coreloop::{Listen, ProxyProtocol, Server};
+    /// let builder = Server::builder()
+    ///     .listen(Listen::tcp(([127, 0, 0, 1], 0)).proxy_protocol(ProxyProtocol::Required));
+    /// ```
+    pub fn listen(mut self, listen: Listen) -> Self {
+        self.listeners.push(listen);
+        self
+    }
+
+    /// How long a connection may take over its preamble — the PROXY protocol
+    /// header of a listener that expects one — before it is closed
+    /// ([`ProxyError::Late`](crate::ProxyError::Late)); with
+    /// [`ProxyProtocol::Optional`](crate::ProxyProtocol::Optional), a connection
+    /// that has sent nothing by then is opened without a header. Default
+    /// [`DEFAULT_PREAMBLE_TIMEOUT`](Self::DEFAULT_PREAMBLE_TIMEOUT); 1 ms to 60 s.
+    pub fn preamble_timeout(mut self, timeout: Duration) -> Self {
+        self.config.preamble_timeout = timeout;
         self
     }
 
@@ -500,6 +533,12 @@ impl Builder {
                 ),
             );
         }
+        if c.preamble_timeout < Duration::from_millis(1) || c.preamble_timeout > Duration::from_secs(60) {
+            return refuse(
+                "preamble_timeout",
+                format!("{:?} is outside 1 ms..=60 s", c.preamble_timeout),
+            );
+        }
         if c.max_timers == 0 {
             return refuse("max_timers", "must be at least 1".into());
         }
@@ -526,7 +565,7 @@ impl Builder {
             if !cfg!(target_os = "linux") {
                 return refuse("distribution", "reuse-port distribution needs Linux".into());
             }
-            if self.listeners.iter().any(|l| !matches!(l, ListenSpec::Tcp(_))) {
+            if self.listeners.iter().any(|l| !matches!(l.spec, ListenSpec::Tcp(_))) {
                 return refuse(
                     "distribution",
                     "reuse-port distribution serves TCP `bind` addresses only".into(),

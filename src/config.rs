@@ -1,5 +1,6 @@
 //! The configuration a server runs with: [`Config`], the [`Distribution`]
-//! strategies, and the listeners to open ([`ListenSpec`]).
+//! strategies, and the listeners to open with what each expects of its
+//! connections ([`Listen`]).
 //!
 //! Plain data, read by every thread after start. What the defaults are and which
 //! values are allowed belongs to the builder (`builder.rs`), which validates a
@@ -12,6 +13,7 @@ use std::time::Duration;
 use socket2::TcpKeepalive;
 
 use crate::net::{ListenOptions, SocketOptions};
+use crate::proxy::{ProxyPolicy, ProxyProtocol};
 
 /// How accepted connections are spread over the reactors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,11 +55,108 @@ pub(crate) struct Config {
     pub(crate) linger: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) max_timers: usize,
+    pub(crate) preamble_timeout: Duration,
+    /// What each listener expects of its connections, by listener index (set at
+    /// start, once the listeners are open).
+    pub(crate) policies: std::sync::Arc<[ProxyPolicy]>,
     pub(crate) distribution: Distribution,
     pub(crate) send_buffer: Option<usize>,
     pub(crate) recv_buffer: Option<usize>,
     pub(crate) keepalive: Option<TcpKeepalive>,
     pub(crate) pin_cores: bool,
+}
+
+/// A listener to add with [`Builder::listen`](crate::Builder::listen): where, and
+/// what its connections start with.
+///
+/// # Examples
+///
+/// Behind HAProxy (`send-proxy-v2`) on a private network: every connection
+/// must start with a PROXY header, and only the balancers may send one.
+///
+/// ```
+/// use coreloop::{Listen, ProxyProtocol, Server};
+///
+/// let builder = Server::builder().listen(
+///     Listen::tcp(([0, 0, 0, 0], 7878))
+///         .proxy_protocol(ProxyProtocol::Required)
+///         .trusted_proxies(["10.0.0.0/8".parse().unwrap()]),
+/// );
+/// ```
+#[derive(Debug)]
+pub struct Listen {
+    pub(crate) spec: ListenSpec,
+    pub(crate) proxy: ProxyPolicy,
+}
+
+impl Listen {
+    /// A TCP listener on `addr` (as [`Builder::bind`](crate::Builder::bind)).
+    pub fn tcp(addr: impl Into<SocketAddr>) -> Self {
+        Self::from_spec(ListenSpec::Tcp(addr.into()))
+    }
+
+    /// A Unix domain socket listener at `path` (as
+    /// [`Builder::bind_unix`](crate::Builder::bind_unix)).
+    pub fn unix(path: impl Into<PathBuf>) -> Self {
+        Self::from_spec(ListenSpec::Unix(path.into()))
+    }
+
+    /// A TCP listener the caller opened (as
+    /// [`Builder::listener`](crate::Builder::listener)).
+    pub fn tcp_listener(listener: std::net::TcpListener) -> Self {
+        Self::from_spec(ListenSpec::TcpListener(listener))
+    }
+
+    /// A Unix listener the caller opened (as
+    /// [`Builder::unix_listener`](crate::Builder::unix_listener)).
+    pub fn unix_listener(listener: std::os::unix::net::UnixListener) -> Self {
+        Self::from_spec(ListenSpec::UnixListener(listener))
+    }
+
+    /// Every socket a service manager passed (as
+    /// [`Builder::listen_fds`](crate::Builder::listen_fds)); the settings below
+    /// apply to each.
+    pub fn listen_fds() -> Self {
+        Self::from_spec(ListenSpec::ListenFds)
+    }
+
+    fn from_spec(spec: ListenSpec) -> Self {
+        Self {
+            spec,
+            proxy: ProxyPolicy::default(),
+        }
+    }
+
+    /// Whether connections start with a PROXY protocol header (version 1 or 2)
+    /// from a load balancer in front: [`ProxyProtocol::Off`] (the default),
+    /// `Optional` or `Required`. The header is read on the connection's reactor
+    /// before [`Handler::on_open`](crate::Handler::on_open), bounded in size
+    /// ([`MAX_PROXY_HEADER`](crate::MAX_PROXY_HEADER)) and in time
+    /// ([`Builder::preamble_timeout`](crate::Builder::preamble_timeout)); the
+    /// handler sees the client it names as [`Context::peer_addr`](crate::Context::peer_addr)
+    /// and the rest in [`Context::proxy`](crate::Context::proxy), and never a
+    /// byte of the header.
+    pub fn proxy_protocol(mut self, mode: ProxyProtocol) -> Self {
+        self.proxy.mode = mode;
+        self
+    }
+
+    /// The networks whose peers may send a PROXY header (by default, any peer).
+    /// With [`ProxyProtocol::Optional`], what anyone else sends is the client's
+    /// own data, never read as a header — so a client connecting directly cannot
+    /// claim another address; with [`ProxyProtocol::Required`], anyone else is
+    /// refused. Set it whenever clients could reach the listener without going
+    /// through the balancer.
+    pub fn trusted_proxies(mut self, networks: impl IntoIterator<Item = ipnet::IpNet>) -> Self {
+        self.proxy.trusted = networks.into_iter().collect();
+        self
+    }
+}
+
+impl From<ListenSpec> for Listen {
+    fn from(spec: ListenSpec) -> Self {
+        Self::from_spec(spec)
+    }
 }
 
 /// A listener to open (or adopt) at start.

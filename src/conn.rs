@@ -5,6 +5,9 @@
 //! # The lifecycle
 //!
 //! ```text
+//!         Preamble (a PROXY header to read; later, a TLS handshake)
+//!            │ done: the handler's `on_open` runs
+//!            ▼
 //!            ┌──────────── Open { read, write } ────────────┐
 //!            │ read:  Reading ⇄ Paused (output above high)   │
 //!            │        Reading/Paused → Eof (peer's FIN read) │
@@ -28,15 +31,14 @@
 //! connection return a [`Verdict`], which the caller must act on; only the reactor's
 //! `close` removes a connection, so none is used after it was decided closed.
 //!
-//! # Room for what comes next
+//! # The preamble, and room for a transport
 //!
-//! Two layers fit into this shape without changing it:
-//!
-//! - **A preamble phase** before `Open`: work done before the handler's `on_open`,
-//!   bounded in bytes and time — reading a PROXY-protocol header, a TLS handshake.
-//!   It becomes a `Phase::Preamble` variant holding its own progress; the handler
-//!   never sees a connection in it, and a failed preamble closes with a reason of
-//!   its own.
+//! - **The preamble** is the work done before the handler's `on_open`, bounded
+//!   in bytes and time: reading a PROXY-protocol header (`Phase::Preamble`, its
+//!   progress boxed: only connections of listeners that ask for it pay for it;
+//!   the TLS handshake will join it). The handler never sees a connection in it
+//!   — its state does not exist yet — and a failed preamble closes with a reason
+//!   of its own.
 //! - **A transport** between the socket and the handler's bytes: plain (the
 //!   identity, what exists today, costing nothing) or TLS (decrypting into `input`,
 //!   encrypting what the handler staged). It becomes a field beside `stream`; the
@@ -59,8 +61,9 @@ use crate::endpoint::PeerAddr;
 use crate::id::ConnId;
 use crate::net::Stream;
 use crate::outbuf::MAX_IOV;
+use crate::proxy::{ProxyHeader, ProxyProtocol};
 use crate::reason::CloseReason;
-use crate::timer::TimerList;
+use crate::timer::{TimerId, TimerList};
 
 /// What an operation on a connection decided: `Continue(())` to keep serving it,
 /// `Break(reason)` to close it for `reason`. `#[must_use]` (as `ControlFlow` is),
@@ -68,8 +71,10 @@ use crate::timer::TimerList;
 pub(crate) type Verdict = ControlFlow<CloseReason>;
 
 /// Where a connection is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
+    /// Before `on_open`: reading a PROXY header.
+    Preamble(Box<Preamble>),
     /// Serving: the handler sees its input and writes its output.
     Open { read: Read, write: Write },
     /// A close was decided while output was queued: the queue drains first; input
@@ -82,6 +87,17 @@ pub(crate) enum Phase {
     /// Our FIN is sent; input is read and dropped until the peer's end of stream
     /// or the linger time, so the kernel never resets what we sent.
     Lingering { reason: CloseReason },
+}
+
+/// A connection's progress through its preamble.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Preamble {
+    pub(crate) proxy: ProxyProtocol,
+    /// What was read so far: the header, perhaps followed by the client's first
+    /// bytes.
+    pub(crate) buf: BytesMut,
+    /// The deadline for the preamble, once armed.
+    pub(crate) timer: Option<TimerId>,
 }
 
 /// The receiving direction of an open connection.
@@ -114,8 +130,13 @@ pub(crate) struct Conn<S> {
     /// Its place under the connection cap (accepted connections only); given
     /// back when the connection is dropped.
     pub(crate) slot: Option<Slot>,
-    pub(crate) state: S,
+    /// The handler's state: `None` until `on_open` has returned it (in the
+    /// preamble, or if `on_open` panicked).
+    pub(crate) state: Option<S>,
     pub(crate) phase: Phase,
+    /// What a PROXY header said, when one was received (`peer` is then the
+    /// client it named).
+    pub(crate) proxy: Option<Box<ProxyHeader>>,
     /// Input the handler left unconsumed (a partial frame). Unallocated when empty.
     pub(crate) input: BytesMut,
     /// Output the socket has not taken yet. Unallocated when empty.
@@ -147,26 +168,37 @@ pub(crate) struct Conn<S> {
 }
 
 impl<S> Conn<S> {
+    /// A connection just registered, before `on_open`: open, or in its preamble
+    /// when `proxy` asks for a header.
     pub(crate) fn new(
         stream: Stream,
         peer: PeerAddr,
         origin: Origin,
         slot: Option<Slot>,
         generation: u64,
-        state: S,
+        proxy: ProxyProtocol,
         now: u64,
     ) -> Self {
+        let phase = match proxy {
+            ProxyProtocol::Off => Phase::Open {
+                read: Read::Reading,
+                write: Write::Open,
+            },
+            proxy => Phase::Preamble(Box::new(Preamble {
+                proxy,
+                buf: BytesMut::new(),
+                timer: None,
+            })),
+        };
         Self {
             stream,
             peer,
             origin,
             generation,
             slot,
-            state,
-            phase: Phase::Open {
-                read: Read::Reading,
-                write: Write::Open,
-            },
+            state: None,
+            phase,
+            proxy: None,
             input: BytesMut::new(),
             output: VecDeque::new(),
             queued: 0,
@@ -186,19 +218,20 @@ impl<S> Conn<S> {
         matches!(self.phase, Phase::Open { .. })
     }
 
-    /// The connection as a handler's context sees it, and its state, borrowed
-    /// together.
-    pub(crate) fn split(&mut self, id: ConnId) -> (ConnRef<'_>, &mut S) {
+    /// The connection as a handler's context sees it, and its state (`None`
+    /// before `on_open` has returned it), borrowed together.
+    pub(crate) fn split(&mut self, id: ConnId) -> (ConnRef<'_>, Option<&mut S>) {
         let conn = ConnRef {
             id,
             origin: self.origin,
             peer: &self.peer,
+            proxy: self.proxy.as_deref(),
             socket: &self.stream,
             queued: self.queued,
             over_high: self.over_high,
             timers: &mut self.timers,
         };
-        (conn, &mut self.state)
+        (conn, self.state.as_mut())
     }
 
     /// Whether bytes the handler writes now are sent (not after our FIN, or once

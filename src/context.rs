@@ -18,6 +18,7 @@ use crate::handle::Handle;
 use crate::id::ConnId;
 use crate::net::Stream;
 use crate::outbuf::OutBuf;
+use crate::proxy::ProxyHeader;
 use crate::timer::{Due, TimerId, TimerList, Timers};
 
 /// What a handler callback can see and do for the connection it is called for.
@@ -83,6 +84,7 @@ pub(crate) struct ConnRef<'a> {
     pub(crate) id: ConnId,
     pub(crate) origin: Origin,
     pub(crate) peer: &'a PeerAddr,
+    pub(crate) proxy: Option<&'a ProxyHeader>,
     pub(crate) socket: &'a Stream,
     /// Bytes queued for the socket before this callback.
     pub(crate) queued: usize,
@@ -135,9 +137,19 @@ impl<'a, M: Send + 'static> Context<'a, M> {
         self.conn.origin
     }
 
-    /// The address of the connection's peer.
+    /// The address of the client: the connection's peer, or — when the
+    /// connection came through a load balancer that sent a PROXY protocol header
+    /// ([`Listen::proxy_protocol`](crate::Listen::proxy_protocol)) — the client
+    /// the header named (the balancer is then [`ProxyHeader::balancer`]).
     pub fn peer_addr(&self) -> &PeerAddr {
         self.conn.peer
+    }
+
+    /// What the PROXY protocol header said, if the connection started with one:
+    /// the client's and the balancer's addresses, the authority (TLS server name)
+    /// and unique id the balancer sent.
+    pub fn proxy(&self) -> Option<&ProxyHeader> {
+        self.conn.proxy
     }
 
     /// The connection's socket, to read or set a socket option through `socket2`

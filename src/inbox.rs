@@ -24,8 +24,9 @@ use crate::net::Stream;
 /// handler's message type.
 #[derive(Debug)]
 pub(crate) enum Command<M> {
-    /// Take on a newly accepted connection, holding its place under the cap.
-    Open(Stream, PeerAddr, Slot),
+    /// Take on a newly accepted connection, holding its place under the cap,
+    /// from the listener of that index.
+    Open(Stream, PeerAddr, Slot, usize),
     /// Write bytes to a connection, if `id` still names it.
     Send(ConnId, Bytes),
     /// Run `on_message` for a connection, if `id` still names it.

@@ -212,6 +212,7 @@ mod inbox;
 mod local;
 mod net;
 mod outbuf;
+mod proxy;
 mod reactor;
 mod reason;
 mod server;
@@ -220,7 +221,7 @@ mod timer;
 mod token;
 
 pub use builder::Builder;
-pub use config::Distribution;
+pub use config::{Distribution, Listen};
 pub use context::{Context, Origin};
 pub use endpoint::{Endpoint, PeerAddr};
 pub use error::{Error, Result};
@@ -228,11 +229,15 @@ pub use handle::Handle;
 pub use handler::Handler;
 pub use id::ConnId;
 pub use local::{LocalConn, ReactorContext};
+pub use proxy::{MAX_HEADER as MAX_PROXY_HEADER, ProxyError, ProxyHeader, ProxyProtocol};
 pub use reason::CloseReason;
 pub use server::{Report, Server};
 pub use stats::{ReactorStats, Stats};
 pub use timer::TimerId;
 
+/// The `ipnet` crate, whose networks [`Listen::trusted_proxies`] takes
+/// (`"10.0.0.0/8".parse::<ipnet::IpNet>()`), re-exported so versions match.
+pub use ipnet;
 /// The `socket2` crate coreloop sets socket options with, re-exported so that
 /// [`Context::socket`] and [`TcpKeepalive`] match the version in use.
 pub use socket2;

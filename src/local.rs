@@ -128,7 +128,7 @@ impl<'a, S, M: Send + 'static> ReactorContext<'a, S, M> {
 
     /// The state of connection `id`, if it is open on this reactor (not closing).
     pub fn state(&mut self, id: ConnId) -> Option<&mut S> {
-        self.open_conn(id).map(|c| &mut c.state)
+        self.open_conn(id).and_then(|c| c.state.as_mut())
     }
 
     /// Queues `data` (copied) on connection `id`, sent once the callback returns.
@@ -241,7 +241,10 @@ impl<S> LocalConn<'_, S> {
 
     /// The connection's state.
     pub fn state(&mut self) -> &mut S {
-        &mut self.conn.state
+        self.conn
+            .state
+            .as_mut()
+            .expect("for_each visits open connections only, whose on_open has returned")
     }
 
     /// Queues `data` (copied); see [`ReactorContext::write`].

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::io;
 
+use crate::proxy::ProxyError;
+
 /// Why a connection closed, as [`Handler::on_close`](crate::Handler::on_close)
 /// sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +35,11 @@ pub enum CloseReason {
     /// More output was queued for the connection than the configured
     /// `max_output`: its peer does not read what it is sent.
     OutputLimit,
+    /// The connection's PROXY protocol header was missing, malformed, too long,
+    /// late or from a peer not trusted to send one. The handler never saw the
+    /// connection (no `on_open`, no `on_close`); it is counted in
+    /// [`ReactorStats::proxy_errors`](crate::ReactorStats::proxy_errors).
+    Proxy(ProxyError),
 }
 
 impl fmt::Display for CloseReason {
@@ -46,6 +53,7 @@ impl fmt::Display for CloseReason {
             CloseReason::InputLimit => f.write_str("unconsumed input over the limit"),
             CloseReason::IdleTimeout => f.write_str("idle timeout"),
             CloseReason::OutputLimit => f.write_str("queued output over the limit"),
+            CloseReason::Proxy(e) => write!(f, "PROXY protocol: {e}"),
         }
     }
 }

@@ -18,13 +18,14 @@ use mio::{Poll, Waker};
 use crate::acceptor::Acceptor;
 use crate::admission::{AcceptLoop, Admission, Wake};
 use crate::builder::Builder;
-use crate::config::{Config, Distribution, ListenSpec};
+use crate::config::{Config, Distribution, Listen, ListenSpec};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::handle::{Handle, Shared};
 use crate::handler::Handler;
 use crate::inbox::{Command, Inbox};
 use crate::net::{ListenOptions, Listener};
+use crate::proxy::ProxyPolicy;
 use crate::reactor::{Parts, Reactor, ReactorExit};
 use crate::stats::{Counters, Stats, bump};
 use crate::token;
@@ -87,14 +88,17 @@ impl Server {
 }
 
 impl<M: Send + 'static> Server<M> {
-    pub(crate) fn start<H, F>(config: Config, specs: Vec<ListenSpec>, mut factory: F) -> Result<Server<M>>
+    pub(crate) fn start<H, F>(mut config: Config, listens: Vec<Listen>, mut factory: F) -> Result<Server<M>>
     where
         H: Handler<M>,
         F: FnMut(usize) -> H,
     {
         let reuse_port = config.distribution == Distribution::ReusePort;
         let opts = config.listen_options();
-        let listeners = open_listeners(specs, &opts)?;
+        let (listeners, policies) = open_listeners(listens, &opts)?;
+        // What each listener expects of its connections, by index: the same for
+        // a reactor's own listeners in reuse-port mode (one per address, in order).
+        config.policies = Arc::from(policies);
         let endpoints = listeners
             .iter()
             .map(Listener::endpoint)
@@ -386,16 +390,26 @@ fn cores_to_pin(reactors: usize) -> Vec<core_affinity::CoreId> {
     cores
 }
 
-/// Opens (or adopts) every listener, in order. A failure names the endpoint.
-fn open_listeners(specs: Vec<ListenSpec>, opts: &ListenOptions) -> Result<Vec<Listener>> {
+/// Opens (or adopts) every listener, in order, each with its policy. A failure
+/// names the endpoint.
+fn open_listeners(listens: Vec<Listen>, opts: &ListenOptions) -> Result<(Vec<Listener>, Vec<ProxyPolicy>)> {
+    let mut listeners = Vec::with_capacity(listens.len());
+    let mut policies = Vec::with_capacity(listens.len());
+    for listen in listens {
+        open_listener(listen.spec, opts, &mut listeners)?;
+        policies.resize(listeners.len(), listen.proxy);
+    }
+    Ok((listeners, policies))
+}
+
+fn open_listener(spec: ListenSpec, opts: &ListenOptions, listeners: &mut Vec<Listener>) -> Result<()> {
     let adopt_fail = |what: String| {
         move |source| Error::Bind {
             addr: Endpoint::Inherited(what),
             source,
         }
     };
-    let mut listeners = Vec::with_capacity(specs.len());
-    for spec in specs {
+    {
         match spec {
             ListenSpec::Tcp(addr) => listeners.push(Listener::bind_tcp(addr, opts)?),
             ListenSpec::Unix(path) => listeners.push(Listener::bind_unix(&path, opts)?),
@@ -430,5 +444,5 @@ fn open_listeners(specs: Vec<ListenSpec>, opts: &ListenOptions) -> Result<Vec<Li
             }
         }
     }
-    Ok(listeners)
+    Ok(())
 }

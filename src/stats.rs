@@ -20,6 +20,7 @@ pub(crate) struct Counters {
     pub(crate) panics: AtomicU64,
     pub(crate) pauses: AtomicU64,
     pub(crate) stale: AtomicU64,
+    pub(crate) proxy_errors: AtomicU64,
     /// Connections the acceptor handed over that this reactor has taken on (its
     /// `Open` commands run); with the acceptor's own count of hand-overs, the
     /// connections still in flight to it. Not part of the snapshot.
@@ -55,6 +56,7 @@ impl Counters {
             panics: self.panics.load(Relaxed),
             pauses: self.pauses.load(Relaxed),
             stale: self.stale.load(Relaxed),
+            proxy_errors: self.proxy_errors.load(Relaxed),
         }
     }
 }
@@ -88,6 +90,10 @@ pub struct ReactorStats {
     /// already closed, or were closing, when the reactor took them; they were
     /// dropped.
     pub stale: u64,
+    /// Connections closed in their PROXY preamble: the header was missing,
+    /// malformed, too long, late, or sent by an untrusted peer
+    /// ([`CloseReason::Proxy`](crate::CloseReason::Proxy)).
+    pub proxy_errors: u64,
 }
 
 /// A snapshot of every reactor's counters, and the acceptor's, from
@@ -135,6 +141,7 @@ impl Stats {
             t.panics += r.panics;
             t.pauses += r.pauses;
             t.stale += r.stale;
+            t.proxy_errors += r.proxy_errors;
         }
         t
     }
@@ -159,7 +166,8 @@ impl fmt::Display for Stats {
             row(f, &r.reactor.to_string(), r)?;
         }
         row(f, "total", &self.total())?;
-        writeln!(f, "accept back-offs: {}", self.accept_backoffs)
+        writeln!(f, "accept back-offs: {}", self.accept_backoffs)?;
+        writeln!(f, "PROXY header errors: {}", self.total().proxy_errors)
     }
 }
 

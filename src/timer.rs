@@ -389,6 +389,8 @@ pub(crate) enum Due {
     Idle { slot: usize, generation: u64 },
     /// Connection `slot` gives up waiting for its peer's FIN.
     Linger { slot: usize, generation: u64 },
+    /// Connection `slot`'s preamble (its PROXY header) is late.
+    Preamble { slot: usize, generation: u64 },
     /// The handler's timer on connection `slot`.
     Conn { slot: usize, generation: u64, tag: u64 },
     /// The outbound connect in pending slot `slot` times out.

@@ -43,7 +43,7 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
         let (eof, fin_sent) = match c.phase {
             Phase::Open { read, write } => (read == Read::Eof, write == Write::Shut),
             Phase::Flushing { eof, .. } => (eof, false),
-            Phase::Lingering { .. } => return Continue(()),
+            Phase::Lingering { .. } | Phase::Preamble(_) => return Continue(()),
         };
         if eof || self.config.linger.is_zero() {
             // Nothing more can arrive (or lingering is off): a plain close.
@@ -116,6 +116,7 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
             slot,
             mut timers,
             queued,
+            proxy,
             ..
         } = c;
         // On Linux, closing the descriptor removes it from the epoll set: no
@@ -133,13 +134,24 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
         core.timers.remove_all(&mut timers);
         bump(&core.counters.closed, 1);
         drop_one(&core.counters.active);
+        if let CloseReason::Proxy(_) = reason {
+            bump(&core.counters.proxy_errors, 1);
+        }
         let id = ConnId::new(core.index, key, generation);
         log::trace!("coreloop: closing {id} ({peer}): {reason}");
+        // A connection the handler never saw open (its preamble failed, or
+        // `on_open` panicked) gets no `on_close`.
+        let Some(state) = state else {
+            drop(stream);
+            drop(slot);
+            return;
+        };
         let mut none = TimerList::default();
         let conn = ConnRef {
             id,
             origin,
             peer: &peer,
+            proxy: proxy.as_deref(),
             socket: &stream,
             queued,
             over_high: false,

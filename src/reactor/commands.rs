@@ -33,9 +33,9 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
         self.batching = true;
         for cmd in commands.drain(..) {
             match cmd {
-                Command::Open(stream, peer, slot) => {
+                Command::Open(stream, peer, slot, listener) => {
                     bump(&self.core.counters.accepted, 1);
-                    self.open(stream, peer, Origin::Accepted, Some(slot));
+                    self.open(stream, peer, Origin::Accepted, Some(slot), Some(listener));
                     // After `open` counted it as active: the acceptor may briefly
                     // count it twice, never not at all.
                     bump(&self.core.counters.handed_over, 1);

@@ -25,6 +25,7 @@ use crate::id::ConnId;
 use crate::outbuf::MAX_IOV;
 use crate::reason::CloseReason;
 use crate::stats::bump;
+use crate::timer::Due;
 
 use super::{Core, guarded};
 
@@ -56,6 +57,7 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
         let mut reads = 0;
         loop {
             let lingering = match c.phase {
+                Phase::Preamble(_) => return self.preamble(key, c),
                 Phase::Open {
                     read: Read::Reading, ..
                 } => false,
@@ -101,7 +103,7 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
 
     /// Hands `n` fresh bytes (in `scratch`; none when input held back is handed
     /// back) to the handler with whatever the connection had left unconsumed.
-    fn deliver(&mut self, key: usize, c: &mut Conn<H::Conn>, n: usize) -> Verdict {
+    pub(super) fn deliver(&mut self, key: usize, c: &mut Conn<H::Conn>, n: usize) -> Verdict {
         let stashed = !c.input.is_empty();
         let mut input = if stashed {
             mem::take(&mut c.input)
@@ -155,6 +157,7 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
                 *eof = true; // not read while flushing; kept for completeness
                 Continue(())
             }
+            Phase::Preamble(_) => Break(CloseReason::PeerClosed), // read by `preamble`
             Phase::Open { read, .. } => {
                 *read = Read::Eof;
                 c.input = BytesMut::new();
@@ -191,6 +194,7 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
     ) -> ControlFlow<CloseReason, Requests> {
         let id = ConnId::new(self.index, key, c.generation);
         let (conn, state) = c.split(id);
+        let state = state.expect("callbacks run only once on_open has returned the state");
         let scope = Scope {
             out: &mut self.out,
             handle: &self.handle,
@@ -210,6 +214,42 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
                 Break(CloseReason::Panic)
             }
         }
+    }
+
+    /// Runs `on_open` for a connection just registered (or done with its
+    /// preamble), keeps the state it returns, starts its idle timeout and
+    /// carries out what it asked.
+    pub(super) fn start(&mut self, key: usize, c: &mut Conn<H::Conn>) -> Verdict {
+        let id = ConnId::new(self.index, key, c.generation);
+        let (conn, _) = c.split(id);
+        let scope = Scope {
+            out: &mut self.out,
+            handle: &self.handle,
+            timers: &mut self.timers,
+            high_watermark: self.config.high_watermark,
+        };
+        let handler = &mut self.handler;
+        let opened = guarded(&self.counters, "on_open", id, || {
+            let mut cx = Context::new(conn, scope);
+            let state = handler.on_open(&mut cx);
+            (state, cx.requests())
+        });
+        let Some((state, asked)) = opened else {
+            self.out.clear();
+            return Break(CloseReason::Panic); // never opened: no `on_close`
+        };
+        c.state = Some(state);
+        log::trace!("coreloop: opened {id} ({})", c.peer);
+        if let Some(ms) = self.idle_ms {
+            let due = Due::Idle {
+                slot: key,
+                generation: c.generation,
+            };
+            self.timers
+                .arm(std::time::Duration::from_millis(ms), due, Some(&mut c.timers));
+            c.last_active = self.timers.now;
+        }
+        self.carry_out(key, c, &asked, CloseReason::Local)
     }
 
     /// Carries out what a callback asked for: sends its output, then closes

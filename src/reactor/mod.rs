@@ -23,6 +23,7 @@ mod close;
 mod commands;
 mod connect;
 mod io;
+mod preamble;
 mod timers;
 
 use std::fmt;
@@ -38,15 +39,15 @@ use slab::Slab;
 use crate::admission::{AcceptLoop, Slot};
 use crate::config::Config;
 use crate::conn::Conn;
-use crate::context::{ConnRef, Context, Origin, Scope};
+use crate::context::Origin;
 use crate::endpoint::PeerAddr;
 use crate::handle::Handle;
 use crate::handler::Handler;
-use crate::id::ConnId;
 use crate::inbox::{Command, Inbox};
 use crate::local::Touch;
 use crate::net::Stream;
 use crate::outbuf::OutBuf;
+use crate::proxy::{ProxyError, ProxyProtocol};
 use crate::reason::CloseReason;
 use crate::stats::{Counters, ReactorStats, bump};
 use crate::timer::{Due, TimerId, Timers, ceil_ms};
@@ -91,8 +92,9 @@ pub(crate) struct Reactor<H: Handler<M>, M: Send + 'static> {
     connects: Connects,
     /// Reuse-port mode: this reactor's own listeners.
     accept: Option<AcceptLoop>,
-    /// Connections accepted this turn, opened once the accept loop is done.
-    accepted: Vec<(Stream, PeerAddr, Slot)>,
+    /// Connections accepted this turn (with their listener's index), opened
+    /// once the accept loop is done.
+    accepted: Vec<(Stream, PeerAddr, Slot, usize)>,
     /// The generation of the next connection or connect: an id is never reused.
     next_generation: u64,
     /// Set by shutdown: when connections still open are closed regardless.
@@ -283,11 +285,11 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
     fn accept_own(&mut self) {
         let Some(accept) = &mut self.accept else { return };
         let accepted = &mut self.accepted;
-        accept.accept(|stream, peer, slot| accepted.push((stream, peer, slot)));
+        accept.accept(|stream, peer, slot, listener| accepted.push((stream, peer, slot, listener)));
         let mut batch = mem::take(&mut self.accepted);
-        for (stream, peer, slot) in batch.drain(..) {
+        for (stream, peer, slot, listener) in batch.drain(..) {
             bump(&self.core.counters.accepted, 1);
-            self.open(stream, peer, Origin::Accepted, Some(slot));
+            self.open(stream, peer, Origin::Accepted, Some(slot), Some(listener));
         }
         self.accepted = batch;
     }
@@ -311,9 +313,18 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
         }
     }
 
-    /// Takes on a connected socket: registers it once, runs `on_open`, and keeps
-    /// it in the slab. `slot` is its place under the cap (accepted connections).
-    fn open(&mut self, mut stream: Stream, peer: PeerAddr, origin: Origin, slot: Option<Slot>) {
+    /// Takes on a connected socket: registers it once and keeps it in the slab,
+    /// then reads its PROXY header first if its listener (index `listener`)
+    /// expects one, else runs `on_open` at once. `slot` is its place under the
+    /// cap (accepted connections).
+    fn open(
+        &mut self,
+        mut stream: Stream,
+        peer: PeerAddr,
+        origin: Origin,
+        slot: Option<Slot>,
+        listener: Option<usize>,
+    ) {
         if self.shutdown_deadline.is_some() {
             // Shutting down: take no new connection (dropping `slot` gives its place back).
             return bump(&self.core.counters.closed, 1);
@@ -334,52 +345,43 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
             );
             return bump(&self.core.counters.closed, 1);
         }
+        // What the listener expects first. A peer it does not trust to send a
+        // PROXY header: with `Optional` its bytes are its own (no header is even
+        // looked for), with `Required` it is refused.
+        let policy = listener.and_then(|i| self.core.config.policies.get(i));
+        let (mut proxy, mut refused) = (ProxyProtocol::Off, false);
+        if let Some(policy) = policy
+            && policy.mode != ProxyProtocol::Off
+        {
+            match (policy.trusts(&peer), policy.mode) {
+                (true, mode) => proxy = mode,
+                (false, ProxyProtocol::Required) => refused = true,
+                (false, _) => {}
+            }
+        }
         let generation = self.next_generation;
         self.next_generation += 1;
-        let core = &mut self.core;
-        let id = ConnId::new(core.index, key, generation);
-        let mut timers = Default::default();
-        let conn = ConnRef {
-            id,
-            origin,
-            peer: &peer,
-            socket: &stream,
-            queued: 0,
-            over_high: false,
-            timers: &mut timers,
-        };
-        let scope = Scope {
-            out: &mut core.out,
-            handle: &core.handle,
-            timers: &mut core.timers,
-            high_watermark: core.config.high_watermark,
-        };
-        let handler = &mut core.handler;
-        let opened = guarded(&core.counters, "on_open", id, || {
-            let mut cx = Context::new(conn, scope);
-            let state = handler.on_open(&mut cx);
-            (state, cx.requests())
-        });
-        let Some((state, requests)) = opened else {
-            core.out.clear();
-            core.timers.remove_all(&mut timers);
-            return bump(&core.counters.closed, 1); // never opened: dropped with its socket
-        };
-        bump(&core.counters.active, 1);
-        log::trace!("coreloop: opened {id} ({peer})");
-        let now = core.timers.now;
+        bump(&self.core.counters.active, 1);
+        let now = self.core.timers.now;
         let c = self
             .conns
             .vacant_entry()
-            .insert(Conn::new(stream, peer, origin, slot, generation, state, now));
-        c.timers = timers;
-        if let Some(idle_ms) = core.idle_ms {
-            let due = Due::Idle { slot: key, generation };
-            core.timers
-                .arm(Duration::from_millis(idle_ms), due, Some(&mut c.timers));
-            c.last_active = core.timers.now;
-        }
-        let verdict = core.carry_out(key, c, &requests, CloseReason::Local);
+            .insert(Conn::new(stream, peer, origin, slot, generation, proxy, now));
+        let verdict = if refused {
+            std::ops::ControlFlow::Break(CloseReason::Proxy(ProxyError::Untrusted))
+        } else if proxy == ProxyProtocol::Off {
+            self.core.start(key, c)
+        } else {
+            let due = Due::Preamble { slot: key, generation };
+            let timer = self
+                .core
+                .timers
+                .arm(self.core.config.preamble_timeout, due, Some(&mut c.timers));
+            if let crate::conn::Phase::Preamble(p) = &mut c.phase {
+                p.timer = Some(timer);
+            }
+            std::ops::ControlFlow::Continue(()) // its bytes will come as events
+        };
         self.settle(key, verdict);
     }
 }

@@ -47,6 +47,7 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
                 }
                 Due::Idle { slot, generation }
                 | Due::Linger { slot, generation }
+                | Due::Preamble { slot, generation }
                 | Due::Conn { slot, generation, .. } => {
                     let Some(c) = self.conns.get_mut(slot).filter(|c| c.generation == generation) else {
                         debug_assert!(false, "a connection's timers are cancelled when it closes");
@@ -66,6 +67,12 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
                             _ if c.is_open() => core.limit(slot, c, CloseReason::IdleTimeout),
                             _ => Break(CloseReason::IdleTimeout), // stuck closing: no last words
                         },
+                        Due::Preamble { .. } => {
+                            if let crate::conn::Phase::Preamble(p) = &mut c.phase {
+                                p.timer = None; // taken out of the wheel above
+                            }
+                            core.preamble_late(slot, c)
+                        }
                         Due::Linger { .. } => match c.phase {
                             crate::conn::Phase::Lingering { reason } => Break(reason),
                             _ => continue,
