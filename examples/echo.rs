@@ -7,7 +7,7 @@
 //!     [--listen-fds] [--reactors N] [--max-conns N] [--idle-timeout SECS] [--grace SECS]
 //!     [--distribution round-robin|least-conn|reuseport] [--backlog N] [--pin-cores]
 //!     [--stats-interval SECS] [--proxy-protocol off|optional|required]
-//!     [--trusted-proxies CIDR,…] [--log LEVEL]
+//!     [--trusted-proxies CIDR,…] [--handover PATH] [--log LEVEL]
 //! ```
 //!
 //! Once listening it prints `listening on ADDR with N reactors` on stdout (several
@@ -27,6 +27,12 @@
 //! Behind a load balancer that sends the PROXY protocol (HAProxy `send-proxy-v2`,
 //! nginx `proxy_protocol on`), `--proxy-protocol required` (or `optional`) reads
 //! the header, and `--trusted-proxies` says which peers may send one.
+//!
+//! With `--handover PATH`, restarts drop nothing: a new `echo` started with the
+//! same `--handover PATH` takes the listening sockets over from the running one
+//! (the connections waiting in their accept queue included), and the old one
+//! stops accepting, lets its clients finish for up to `--grace` seconds, and
+//! exits with status 0.
 
 #[path = "support/cli.rs"]
 mod cli;
@@ -44,7 +50,7 @@ const USAGE: &str = "\
 usage: echo [--addr ADDR] [--unix PATH] [--listen-fds] [--reactors N] [--max-conns N]
             [--idle-timeout SECS] [--grace SECS] [--distribution STRATEGY] [--backlog N]
             [--pin-cores] [--stats-interval SECS] [--proxy-protocol MODE]
-            [--trusted-proxies CIDR,...] [--log LEVEL]
+            [--trusted-proxies CIDR,...] [--handover PATH] [--log LEVEL]
 
 Options:
   --addr ADDR          TCP address to listen on (default 127.0.0.1:7878 unless --unix or
@@ -69,6 +75,9 @@ Options:
   --trusted-proxies CIDR,...
                        peers that may send a PROXY header (default: any); with
                        optional, others' bytes are their own; with required, refused
+  --handover PATH      zero-downtime restart: take the listening sockets over from the
+                       echo serving at PATH, if any (it then drains for up to --grace
+                       seconds and exits), and hand them over in turn to the next
   --log LEVEL          log level: off, error, warn, info (a line per connection, naming
                        its client), debug, trace (default warn; overrides RUST_LOG)
   -h, --help           print this help
@@ -108,6 +117,7 @@ struct Args {
     log: Option<log::LevelFilter>,
     proxy: ProxyProtocol,
     trusted: Vec<coreloop::ipnet::IpNet>,
+    handover: Option<std::path::PathBuf>,
 }
 
 fn distribution(parser: &mut lexopt::Parser) -> Result<Distribution, String> {
@@ -146,6 +156,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         log: None,
         proxy: ProxyProtocol::Off,
         trusted: Vec::new(),
+        handover: None,
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
@@ -169,6 +180,7 @@ fn parse_args() -> Result<Option<Args>, String> {
                 }
                 args.stats_interval = Some(Duration::from_secs_f64(secs));
             }
+            Long("handover") => args.handover = Some(value(&mut parser, "--handover", "path")?),
             Long("log") => args.log = Some(value(&mut parser, "--log", "level")?),
             Long("proxy-protocol") => {
                 let v: String = value(&mut parser, "--proxy-protocol", "mode")?;
@@ -236,6 +248,9 @@ fn main() -> ExitCode {
         .distribution(args.distribution)
         .backlog(args.backlog)
         .pin_cores(args.pin_cores);
+    if let Some(path) = &args.handover {
+        builder = builder.handover(path, Duration::from_secs(args.grace));
+    }
     if let Some(addr) = args.addr {
         builder = builder.listen(listen(Listen::tcp(addr), &args));
     }
@@ -276,8 +291,8 @@ fn main() -> ExitCode {
         Ok(report) => {
             for r in &report.stats.reactors {
                 eprintln!(
-                    "reactor {}: accepted={} closed={} bytes_in={} bytes_out={} panics={}",
-                    r.reactor, r.accepted, r.closed, r.bytes_in, r.bytes_out, r.panics
+                    "reactor {}: accepted={} closed={} bytes_in={} bytes_out={} panics={} proxy_errors={}",
+                    r.reactor, r.accepted, r.closed, r.bytes_in, r.bytes_out, r.panics, r.proxy_errors
                 );
             }
             ExitCode::SUCCESS

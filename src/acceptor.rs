@@ -14,6 +14,7 @@ use crate::admission::AcceptLoop;
 use crate::config::Distribution;
 use crate::handle::Handle;
 use crate::inbox::{AcceptorCommand, Command, Inbox};
+use crate::net::Listener;
 use crate::token::{self, Source};
 
 /// The acceptor thread's state.
@@ -63,18 +64,20 @@ impl<M: Send + 'static> Acceptor<M> {
     /// Runs until shutdown. On the way out, whatever the cause, listeners are closed
     /// first and then every reactor is told to shut down.
     pub(crate) fn run(mut self) {
-        let deadline = self.serve();
+        let (deadline, drain) = self.serve();
         self.inbox.close();
-        // syscall: close every listening socket; new connects are refused from here
+        // syscall: close every listening socket; new connects are refused from
+        // here (unless a successor holds them now)
         self.accept.listeners.clear();
-        self.handle.shutdown_reactors(deadline);
+        self.handle.shutdown_reactors(deadline, drain);
     }
 
-    fn serve(&mut self) -> Instant {
+    /// Serves until told to stop: when, and whether to drain.
+    fn serve(&mut self) -> (Instant, bool) {
         for (i, l) in self.accept.listeners.iter_mut().enumerate() {
             if let Err(e) = self.poll.registry().register(l, token::listener(i), Interest::READABLE) {
                 log::error!("coreloop: cannot register listener {i}: {e}; stopping");
-                return Instant::now();
+                return (Instant::now(), false);
             }
         }
         let mut events = Events::with_capacity(64);
@@ -89,14 +92,22 @@ impl<M: Send + 'static> Acceptor<M> {
                     continue;
                 }
                 log::error!("coreloop: acceptor poll failed: {e}; stopping");
-                return Instant::now();
+                return (Instant::now(), false);
             }
             for ev in events.iter() {
                 match Source::of(ev.token()) {
                     Source::Waker => {
                         self.inbox.drain_into(&mut commands);
-                        if let Some(AcceptorCommand::Shutdown { deadline }) = commands.pop() {
-                            return deadline;
+                        for command in commands.drain(..) {
+                            match command {
+                                AcceptorCommand::Shutdown { deadline, drain } => return (deadline, drain),
+                                AcceptorCommand::Handover(reply) => {
+                                    let _ = reply.send(self.hand_over());
+                                }
+                                AcceptorCommand::Disown => {
+                                    self.accept.listeners.iter_mut().for_each(Listener::disown_path);
+                                }
+                            }
                         }
                     }
                     Source::Listener(i) => self.accept.mark(i),
@@ -114,9 +125,14 @@ impl<M: Send + 'static> Acceptor<M> {
             self.dispatch();
             if self.handle.shared().reactors.iter().all(|r| r.is_closed()) {
                 log::error!("coreloop: every reactor has stopped; the acceptor stops too");
-                return Instant::now();
+                return (Instant::now(), false);
             }
         }
+    }
+
+    /// Duplicates every listening socket for a successor process.
+    fn hand_over(&self) -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
+        self.accept.listeners.iter().map(Listener::duplicate).collect()
     }
 
     /// Hands each reactor its batch with one lock and one wake.

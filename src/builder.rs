@@ -142,6 +142,7 @@ impl Default for Builder {
                 connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
                 max_timers: Self::DEFAULT_MAX_TIMERS,
                 preamble_timeout: Self::DEFAULT_PREAMBLE_TIMEOUT,
+                handover: None,
                 policies: std::sync::Arc::from(Vec::new()),
                 distribution: Distribution::RoundRobin,
                 send_buffer: None,
@@ -238,6 +239,30 @@ impl Builder {
     /// [`DEFAULT_PREAMBLE_TIMEOUT`](Self::DEFAULT_PREAMBLE_TIMEOUT); 1 ms to 60 s.
     pub fn preamble_timeout(mut self, timeout: Duration) -> Self {
         self.config.preamble_timeout = timeout;
+        self
+    }
+
+    /// Zero-downtime restarts through a Unix socket at `path`: at start, if a
+    /// running server (an earlier run of this program) answers there, this one
+    /// takes over its listening sockets — in the order of this builder's
+    /// listeners, which must match its — instead of binding, and once serving
+    /// tells it to drain ([`Handle::drain`](crate::Handle::drain), for at most
+    /// `grace`). Then it waits at `path` to hand over in its turn. No connection
+    /// attempt is refused or reset during the change, those waiting in the accept
+    /// queue included, and the old process finishes its connections.
+    ///
+    /// With nothing at `path`, the server binds as usual. Not with
+    /// [`Distribution::ReusePort`] (one listener per reactor) or
+    /// [`listen_fds`](Self::listen_fds) (the service manager holds the sockets
+    /// already: restarts are its business). The guide's chapter
+    /// [Scaling out](crate::guide::scaling_out) has the procedure.
+    ///
+    /// # Errors
+    ///
+    /// At start, [`Error::Handover`](crate::Error::Handover) if a server answers
+    /// at `path` but the takeover fails, or its listeners do not match.
+    pub fn handover(mut self, path: impl Into<PathBuf>, grace: Duration) -> Self {
+        self.config.handover = Some((path.into(), grace));
         self
     }
 
@@ -560,6 +585,29 @@ impl Builder {
                 "idle_timeout",
                 "must be at least 1 ms; pass `None` to turn it off".into(),
             );
+        }
+        if c.handover.is_some() {
+            if c.distribution == Distribution::ReusePort {
+                return refuse(
+                    "handover",
+                    "not with reuse-port distribution (one listener per reactor)".into(),
+                );
+            }
+            if self.listeners.iter().any(|l| matches!(l.spec, ListenSpec::ListenFds)) {
+                return refuse(
+                    "handover",
+                    "not with listen_fds: the service manager holds the sockets across restarts".into(),
+                );
+            }
+            if self.listeners.is_empty() {
+                return refuse("handover", "there is no listener to hand over".into());
+            }
+            if self.listeners.len() > crate::handover::MAX_LISTENERS {
+                return refuse(
+                    "handover",
+                    format!("at most {} listeners", crate::handover::MAX_LISTENERS),
+                );
+            }
         }
         if c.distribution == Distribution::ReusePort {
             if !cfg!(target_os = "linux") {

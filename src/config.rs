@@ -56,6 +56,8 @@ pub(crate) struct Config {
     pub(crate) connect_timeout: Duration,
     pub(crate) max_timers: usize,
     pub(crate) preamble_timeout: Duration,
+    /// Zero-downtime restart: the Unix socket path, and the drain grace.
+    pub(crate) handover: Option<(PathBuf, Duration)>,
     /// What each listener expects of its connections, by listener index (set at
     /// start, once the listeners are open).
     pub(crate) policies: std::sync::Arc<[ProxyPolicy]>,
@@ -168,6 +170,9 @@ pub(crate) enum ListenSpec {
     UnixListener(std::os::unix::net::UnixListener),
     /// Every socket passed by a service manager (`LISTEN_FDS`).
     ListenFds,
+    /// A listening socket handed over by a predecessor process, with the Unix
+    /// socket path it serves (this process removes it when it stops).
+    Inherited(std::os::fd::OwnedFd, Option<PathBuf>),
 }
 
 impl Config {

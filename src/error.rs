@@ -103,6 +103,16 @@ pub enum Error {
         /// How many reactors the server has.
         reactors: usize,
     },
+    /// Taking over the listening sockets of the process serving at `path` (a
+    /// zero-downtime restart) failed; nothing was started.
+    #[error("handover at {path} failed")]
+    Handover {
+        /// The handover socket's path.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        #[source]
+        source: io::Error,
+    },
     /// The server is shutting down or has stopped; the command was not queued.
     #[error("the server is shut down")]
     ShutDown,

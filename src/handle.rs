@@ -102,22 +102,43 @@ impl<M: Send + 'static> Handle<M> {
     /// (`Duration::MAX`) means waiting, in practice, until every queued byte is
     /// written.
     pub fn shutdown(&self, grace: Duration) {
+        self.stop(grace, false);
+    }
+
+    /// Stops accepting and lets the open connections finish on their own, for at
+    /// most `grace`; the server then stops, as after [`shutdown`](Self::shutdown).
+    /// What a process hands over to its successor in a restart does
+    /// ([`Builder::handover`](crate::Builder::handover)): listeners close first
+    /// (in a handover, the successor has them already), every open connection's
+    /// handler hears [`Handler::on_shutdown`](crate::Handler::on_shutdown) — a
+    /// notice, its cue to finish up (an HTTP server would stop keeping connections
+    /// alive) — and connections go on being served until their handler or peer
+    /// closes them. At `grace` the rest are closed. Calling it (or `shutdown`)
+    /// again has no further effect.
+    pub fn drain(&self, grace: Duration) {
+        self.stop(grace, true);
+    }
+
+    fn stop(&self, grace: Duration, drain: bool) {
         if self.shared.shutting_down.swap(true, Ordering::AcqRel) {
             return;
         }
         let deadline = deadline_after(Instant::now(), grace);
         if let Some(acceptor) = &self.shared.acceptor {
             // The acceptor closes its listeners, then tells the reactors.
-            if acceptor.push_control(AcceptorCommand::Shutdown { deadline }).is_ok() {
+            if acceptor
+                .push_control(AcceptorCommand::Shutdown { deadline, drain })
+                .is_ok()
+            {
                 return;
             }
         }
-        self.shutdown_reactors(deadline);
+        self.shutdown_reactors(deadline, drain);
     }
 
-    pub(crate) fn shutdown_reactors(&self, deadline: Instant) {
+    pub(crate) fn shutdown_reactors(&self, deadline: Instant, drain: bool) {
         for inbox in &self.shared.reactors {
-            let _ = inbox.push_control(Command::Shutdown { deadline });
+            let _ = inbox.push_control(Command::Shutdown { deadline, drain });
         }
     }
 

@@ -41,15 +41,23 @@ pub(crate) enum Command<M> {
     },
     /// Close a connection gracefully, if `id` still names it.
     Close(ConnId),
-    /// Notify handlers, flush, close every connection by `deadline`, then exit.
-    Shutdown { deadline: Instant },
+    /// Notify handlers, flush, close every connection by `deadline`, then exit;
+    /// with `drain`, leave connections open until they close on their own (or
+    /// the deadline).
+    Shutdown { deadline: Instant, drain: bool },
 }
 
 /// Commands the acceptor takes from handles.
 #[derive(Debug)]
 pub(crate) enum AcceptorCommand {
-    /// Close every listener, then tell every reactor to shut down by `deadline`.
-    Shutdown { deadline: Instant },
+    /// Close every listener, then tell every reactor to shut down (or drain) by
+    /// `deadline`.
+    Shutdown { deadline: Instant, drain: bool },
+    /// Send duplicates of every listening socket (for a successor process).
+    Handover(std::sync::mpsc::Sender<std::io::Result<Vec<std::os::fd::OwnedFd>>>),
+    /// Stop owning Unix socket paths: a successor serves them now (closing this
+    /// process's listeners must leave them reachable).
+    Disown,
 }
 
 /// Why an item was not queued.

@@ -64,7 +64,9 @@
 //!   (input, idle time) closes the connection gracefully.
 //!
 //! [`guide::writing_a_protocol`] builds a Redis-protocol server from these, step
-//! by step.
+//! by step. [`guide::scaling_out`] runs servers behind HAProxy or nginx with the
+//! PROXY protocol ([`Listen::proxy_protocol`]) and restarts them without
+//! dropping a connection ([`Builder::handover`]).
 //!
 //! ## Example: an echo server
 //!
@@ -207,6 +209,7 @@ mod error;
 pub mod guide;
 mod handle;
 mod handler;
+mod handover;
 mod id;
 mod inbox;
 mod local;

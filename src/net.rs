@@ -166,10 +166,29 @@ impl Listener {
         ))
     }
 
-    /// Adopts a Unix listener someone else opened; its path is left alone.
-    pub(crate) fn adopt_unix(listener: std::os::unix::net::UnixListener) -> io::Result<Self> {
+    /// Adopts a Unix listener someone else opened; its path is removed when it
+    /// closes only if `owned` names it.
+    pub(crate) fn adopt_unix(listener: std::os::unix::net::UnixListener, owned: Option<PathBuf>) -> io::Result<Self> {
         listener.set_nonblocking(true)?;
-        Ok(Listener::Unix(mio::net::UnixListener::from_std(listener), None))
+        Ok(Listener::Unix(mio::net::UnixListener::from_std(listener), owned))
+    }
+
+    /// A duplicate of the listening socket's descriptor (for a successor
+    /// process: the socket, and what waits in its accept queue, lives on).
+    pub(crate) fn duplicate(&self) -> io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        match self {
+            Listener::Tcp(l) => l.as_fd().try_clone_to_owned(),
+            Listener::Unix(l, _) => l.as_fd().try_clone_to_owned(),
+        }
+    }
+
+    /// Stops owning the Unix socket's path: it is no longer removed when this
+    /// listener closes.
+    pub(crate) fn disown_path(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            *path = None;
+        }
     }
 
     pub(crate) fn endpoint(&self) -> io::Result<Endpoint> {

@@ -23,6 +23,7 @@ use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::handle::{Handle, Shared};
 use crate::handler::Handler;
+use crate::handover::{self, HandoverServer, Predecessor};
 use crate::inbox::{Command, Inbox};
 use crate::net::{ListenOptions, Listener};
 use crate::proxy::ProxyPolicy;
@@ -42,6 +43,8 @@ pub struct Server<M: Send + 'static = ()> {
     endpoints: Vec<Endpoint>,
     acceptor: Option<JoinHandle<()>>,
     reactors: Vec<JoinHandle<ReactorExit>>,
+    /// Waits for a successor process (zero-downtime restart), when configured.
+    handover: Option<HandoverServer>,
 }
 
 /// The outcome of a server's run, from [`Server::join`].
@@ -95,6 +98,11 @@ impl<M: Send + 'static> Server<M> {
     {
         let reuse_port = config.distribution == Distribution::ReusePort;
         let opts = config.listen_options();
+        // A restart: the running server's listening sockets replace binding.
+        let (listens, predecessor) = match &config.handover {
+            Some((path, _)) => take_over(path, listens)?,
+            None => (listens, None),
+        };
         let (listeners, policies) = open_listeners(listens, &opts)?;
         // What each listener expects of its connections, by index: the same for
         // a reactor's own listeners in reuse-port mode (one per address, in order).
@@ -172,6 +180,7 @@ impl<M: Send + 'static> Server<M> {
             endpoints,
             acceptor: None,
             reactors: Vec::with_capacity(config.reactors),
+            handover: None,
         };
         let mut cores = if config.pin_cores {
             cores_to_pin(config.reactors)
@@ -218,6 +227,28 @@ impl<M: Send + 'static> Server<M> {
                 Err(source) => return Err(server.abort_start("acceptor thread", source)),
             }
         }
+        if let (Some((path, grace)), Some(acceptor)) = (&config.handover, &handle.shared().acceptor) {
+            let (drainer, grace) = (handle.clone(), *grace);
+            let drain = Box::new(move || drainer.drain(grace));
+            match HandoverServer::start(path, Arc::clone(acceptor), drain) {
+                Ok(h) => server.handover = Some(h),
+                Err(source) => {
+                    // The predecessor, never told, serves on.
+                    server.abort();
+                    return Err(Error::Handover {
+                        path: path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        if let Some(predecessor) = predecessor {
+            match predecessor.release() {
+                Ok(()) => log::info!("coreloop: took over from the running server; it drains"),
+                // It is gone already; its connections went with it.
+                Err(e) => log::warn!("coreloop: cannot tell the previous server to drain: {e}"),
+            }
+        }
         log::info!(
             "coreloop: started {} reactors ({:?} distribution) on {}",
             config.reactors,
@@ -234,14 +265,24 @@ impl<M: Send + 'static> Server<M> {
 
     /// Stops the reactors already started when a later thread cannot be spawned.
     fn abort_start(mut self, what: &'static str, source: io::Error) -> Error {
-        if let Some(acceptor) = &self.handle.shared().acceptor {
+        self.abort();
+        Error::Setup { what, source }
+    }
+
+    fn abort(&mut self) {
+        // With no acceptor thread to take the shutdown, the reactors are told directly.
+        if let Some(acceptor) = &self.handle.shared().acceptor
+            && self.acceptor.is_none()
+        {
             acceptor.close();
         }
         self.handle.shutdown(Duration::ZERO);
         for t in self.reactors.drain(..) {
             let _ = t.join();
         }
-        Error::Setup { what, source }
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
     }
 
     /// A handle for cross-thread control: send, message, close, connect,
@@ -310,6 +351,10 @@ impl<M: Send + 'static> Server<M> {
     /// ```
     pub fn join(mut self) -> Result<Report> {
         let acceptor_died = self.acceptor.take().is_some_and(|t| t.join().is_err());
+        // A successor can take nothing from a stopped server.
+        if let Some(mut handover) = self.handover.take() {
+            handover.stop();
+        }
         let mut completed = true;
         let mut reactors = Vec::with_capacity(self.reactors.len());
         let mut died = None;
@@ -420,7 +465,19 @@ fn open_listener(spec: ListenSpec, opts: &ListenOptions, listeners: &mut Vec<Lis
                 listeners.push(Listener::adopt_tcp(l, opts, &what)?);
             }
             ListenSpec::UnixListener(l) => {
-                listeners.push(Listener::adopt_unix(l).map_err(adopt_fail("a Unix listener".into()))?);
+                listeners.push(Listener::adopt_unix(l, None).map_err(adopt_fail("a Unix listener".into()))?);
+            }
+            ListenSpec::Inherited(fd, Some(path)) => {
+                let what = format!("inherited {}", path.display());
+                let l = std::os::unix::net::UnixListener::from(fd);
+                listeners.push(Listener::adopt_unix(l, Some(path)).map_err(adopt_fail(what))?);
+            }
+            ListenSpec::Inherited(fd, None) => {
+                let l = std::net::TcpListener::from(fd);
+                let what = l
+                    .local_addr()
+                    .map_or("an inherited TCP listener".into(), |a| format!("inherited {a}"));
+                listeners.push(Listener::adopt_tcp(l, opts, &what)?);
             }
             ListenSpec::ListenFds => {
                 let mut fds = listenfd::ListenFd::from_env();
@@ -433,7 +490,7 @@ fn open_listener(spec: ListenSpec, opts: &ListenOptions, listeners: &mut Vec<Lis
                     let listener = match fds.take_tcp_listener(i) {
                         Ok(Some(l)) => Listener::adopt_tcp(l, opts, &what)?,
                         _ => match fds.take_unix_listener(i) {
-                            Ok(Some(l)) => Listener::adopt_unix(l),
+                            Ok(Some(l)) => Listener::adopt_unix(l, None),
                             Ok(None) => Err(io::Error::new(io::ErrorKind::NotFound, "already taken")),
                             Err(e) => Err(e),
                         }
@@ -445,4 +502,48 @@ fn open_listener(spec: ListenSpec, opts: &ListenOptions, listeners: &mut Vec<Lis
         }
     }
     Ok(())
+}
+
+/// Takes over the listening sockets of the server running at `path`, if any:
+/// each of this configuration's `bind` addresses and Unix paths that it serves
+/// is inherited rather than bound (port 0 matches any port on the same IP). A
+/// socket of the predecessor's that this configuration does not name is not
+/// kept; one it names that the predecessor lacks is bound as usual.
+fn take_over(path: &std::path::Path, mut listens: Vec<Listen>) -> Result<(Vec<Listen>, Option<Predecessor>)> {
+    let fail = |source| Error::Handover {
+        path: path.to_path_buf(),
+        source,
+    };
+    let Some((fds, predecessor)) = handover::take_over(path).map_err(fail)? else {
+        return Ok((listens, None));
+    };
+    let mut offered = Vec::with_capacity(fds.len());
+    for fd in fds {
+        let addr = socket2::SockRef::from(&fd).local_addr().map_err(fail)?;
+        offered.push(Some((fd, addr)));
+    }
+    for listen in &mut listens {
+        let found = offered.iter_mut().find(|o| {
+            o.as_ref().is_some_and(|(_, addr)| match &listen.spec {
+                ListenSpec::Tcp(want) => addr
+                    .as_socket()
+                    .is_some_and(|have| have == *want || (want.port() == 0 && have.ip() == want.ip())),
+                ListenSpec::Unix(want) => addr.as_pathname() == Some(want.as_path()),
+                _ => false,
+            })
+        });
+        if let Some((fd, addr)) = found.and_then(Option::take) {
+            let owned = addr.as_pathname().map(std::path::Path::to_path_buf);
+            listen.spec = ListenSpec::Inherited(fd, owned);
+        }
+    }
+    for (_, addr) in offered.into_iter().flatten() {
+        let what = addr
+            .as_socket()
+            .map(|a| a.to_string())
+            .or_else(|| addr.as_pathname().map(|p| p.display().to_string()))
+            .unwrap_or_else(|| "an unnamed socket".into());
+        log::warn!("coreloop: the previous server listens on {what}, which this configuration does not name");
+    }
+    Ok((listens, Some(predecessor)))
 }

@@ -28,7 +28,10 @@ fn echoes_byte_exact_and_exits_cleanly_on_sigterm() {
             "{line}"
         );
         let bytes_in = exit_value(&lines, i, "bytes_in");
-        assert!(line.ends_with(&format!("bytes_out={bytes_in} panics=0")), "{line}");
+        assert!(
+            line.ends_with(&format!("bytes_out={bytes_in} panics=0 proxy_errors=0")),
+            "{line}"
+        );
         total_in += bytes_in;
     }
     assert_eq!(total_in, (data.len() + binary.len()) as u64);
@@ -45,7 +48,7 @@ fn sigint_also_shuts_down_with_status_zero() {
     assert_eq!(code, 0);
     assert_eq!(
         lines,
-        ["reactor 0: accepted=1 closed=1 bytes_in=2 bytes_out=2 panics=0"]
+        ["reactor 0: accepted=1 closed=1 bytes_in=2 bytes_out=2 panics=0 proxy_errors=0"]
     );
 }
 
@@ -64,6 +67,9 @@ fn help_lists_the_options() {
         "--backlog",
         "--pin-cores",
         "--stats-interval",
+        "--proxy-protocol",
+        "--trusted-proxies",
+        "--handover",
         "--log",
     ] {
         assert!(text.contains(option), "{option} missing from:\n{text}");
@@ -72,7 +78,7 @@ fn help_lists_the_options() {
 
 #[test]
 fn bad_options_give_one_line_and_status_two() {
-    let bad: [&[&str]; 13] = [
+    let bad: [&[&str]; 15] = [
         &["--bogus"],
         &["--addr", "not-an-address"],
         &["--reactors", "x"],
@@ -86,6 +92,8 @@ fn bad_options_give_one_line_and_status_two() {
         &["--log", "loud"],
         &["--distribution", "reuseport", "--unix", "/tmp/coreloop-never.sock"],
         &["--backlog", "-5"],
+        &["--handover", "/tmp/x", "--distribution", "reuseport"],
+        &["--handover", "/nonexistent-dir/handover.sock"],
     ];
     for args in bad {
         let out = example::run(args);
@@ -180,6 +188,34 @@ fn the_longest_grace_still_shuts_down_on_sigterm() {
     assert_eq!(code, 0, "stderr: {lines:?}");
     assert_eq!(
         lines,
-        ["reactor 0: accepted=1 closed=1 bytes_in=2 bytes_out=2 panics=0"]
+        ["reactor 0: accepted=1 closed=1 bytes_in=2 bytes_out=2 panics=0 proxy_errors=0"]
     );
+}
+
+#[test]
+fn handover_restarts_without_a_failed_connection() {
+    let dir = TempDir::new("echo-handover");
+    let path = dir.path("handover.sock");
+    let path = path.to_str().unwrap();
+    let old = example::start(&["--reactors", "2", "--handover", path, "--grace", "30"]);
+    let addr = old.addr.to_string();
+    let load = util::load::Load::start(old.addr, 4, 2, &[]);
+    wait_for("cycles on the old echo", || load.cycles() >= 100);
+    // The successor binds the same address: it takes the socket over instead.
+    let new = example::start_example(
+        "echo",
+        &["--addr", &addr, "--reactors", "2", "--handover", path, "--grace", "30"],
+    );
+    assert_eq!(new.addr, old.addr);
+    let handed = load.cycles();
+    wait_for("cycles on the new echo", || load.cycles() >= handed + 200);
+    let report = load.stop();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    // The old one drained: its streams closed by their clients, it exits 0.
+    let (code, lines) = old.finish();
+    assert_eq!(code, 0, "{lines:?}");
+    new.signal("-TERM");
+    let (code, lines) = new.finish();
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(exit_value(&lines, 0, "accepted") + exit_value(&lines, 1, "accepted") >= 100);
 }

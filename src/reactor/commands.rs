@@ -55,7 +55,7 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
                     self.reactor_callback("on_reactor_message", |h, cx| h.on_reactor_message(cx, msg));
                 }
                 Command::Connect { to, from, tag } => self.start_connect(to, from, tag),
-                Command::Shutdown { deadline } => self.begin_shutdown(deadline),
+                Command::Shutdown { deadline, drain } => self.begin_shutdown(deadline, drain),
             }
         }
         self.batching = false;
@@ -79,14 +79,15 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
         }
     }
 
-    /// Stops taking connections, tells each open one's handler, and starts a
-    /// graceful close of every connection; the loop ends once all are closed or
-    /// at `deadline`.
-    fn begin_shutdown(&mut self, deadline: Instant) {
+    /// Stops taking connections, tells each open one's handler, and (unless
+    /// draining) starts a graceful close of every connection; the loop ends once
+    /// all are closed or at `deadline`.
+    fn begin_shutdown(&mut self, deadline: Instant, drain: bool) {
         if self.shutdown_deadline.is_some() {
             return;
         }
         self.shutdown_deadline = Some(deadline);
+        self.core.stopping = Some(drain);
         // Reuse-port mode: close this reactor's listeners first.
         self.accept = None;
         self.abort_connects();
@@ -96,16 +97,24 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
             if !c.is_open() {
                 continue; // already closing
             }
-            let told = self
-                .core
-                .callback(key, c, "on_shutdown", CloseReason::Shutdown, |h, state, cx| {
-                    h.on_shutdown(state, cx)
-                });
-            let verdict = match told {
-                Continue(()) => self.core.begin_close(key, c, CloseReason::Shutdown),
-                closed => closed,
-            };
+            let verdict = self.core.tell_shutdown(key, c, drain);
             self.settle(key, verdict);
+        }
+    }
+}
+
+impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
+    /// Tells an open connection's handler the server shuts down, then (unless
+    /// draining) starts closing it gracefully.
+    pub(super) fn tell_shutdown(&mut self, key: usize, c: &mut Conn<H::Conn>, drain: bool) -> Verdict {
+        let told = self.callback(key, c, "on_shutdown", CloseReason::Shutdown, |h, state, cx| {
+            h.on_shutdown(state, cx)
+        });
+        match told {
+            // Draining: it stays open until its handler or peer closes it.
+            Continue(()) if drain => Continue(()),
+            Continue(()) => self.begin_close(key, c, CloseReason::Shutdown),
+            closed => closed,
         }
     }
 }

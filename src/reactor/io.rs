@@ -249,7 +249,12 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
                 .arm(std::time::Duration::from_millis(ms), due, Some(&mut c.timers));
             c.last_active = self.timers.now;
         }
-        self.carry_out(key, c, &asked, CloseReason::Local)
+        self.carry_out(key, c, &asked, CloseReason::Local)?;
+        match self.stopping {
+            // Its preamble was under way when the server began shutting down.
+            Some(drain) if c.is_open() => self.tell_shutdown(key, c, drain),
+            _ => Continue(()),
+        }
     }
 
     /// Carries out what a callback asked for: sends its output, then closes

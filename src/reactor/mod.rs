@@ -132,6 +132,9 @@ pub(crate) struct Core<H: Handler<M>, M: Send + 'static> {
     touched: Vec<Touch>,
     /// The idle timeout in milliseconds, when on.
     idle_ms: Option<u64>,
+    /// Once the reactor shuts down: whether it drains (connections opened from
+    /// then on — their preamble was under way — hear `on_shutdown` too).
+    stopping: Option<bool>,
 }
 
 impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
@@ -168,6 +171,7 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
                 fired: Vec::new(),
                 touched: Vec::new(),
                 idle_ms: config.idle_timeout.map(ceil_ms),
+                stopping: None,
                 config,
             },
         }

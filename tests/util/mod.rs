@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 pub mod example;
+pub mod load;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
