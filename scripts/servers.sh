@@ -7,6 +7,9 @@ start_server() { # kind -> sets SPID, SADDR
     # without its idle timeout.
     echo-shipped) "$BIN/echo" --addr 127.0.0.1:0 --reactors "$THREADS" >"$OUT/banner.txt" 2>/dev/null & ;;
     echo-idle0) "$BIN/echo" --addr 127.0.0.1:0 --reactors "$THREADS" --idle-timeout 0 >"$OUT/banner.txt" 2>/dev/null & ;;
+    # The echo example behind a balancer: every connection must open with a
+    # PROXY header (loadgen --proxy-header v1|v2 sends one).
+    echo-proxy) "$BIN/echo" --addr 127.0.0.1:0 --reactors "$THREADS" --proxy-protocol required >"$OUT/banner.txt" 2>/dev/null & ;;
     *) "$BIN/bench_server" --kind "$1" --threads "$THREADS" >"$OUT/banner.txt" & ;;
   esac
   SPID=$!

@@ -1,11 +1,18 @@
 //! Real peers that no one here wrote, driving the examples as their users would:
 //! `redis-cli`, `redis-benchmark` and `redis-server` (Debian's `redis-tools` and
-//! `redis-server`; `.ci/run` installs them).
+//! `redis-server`), and HAProxy and nginx in front of echo instances (Debian's
+//! `haproxy`, `nginx-light` and `libnginx-mod-stream`); `.ci/run` installs them.
 //!
 //! A test whose program is missing is reported as ignored, with one line saying
 //! what is missing — never as passed. (This binary has a harness of its own,
 //! libtest-mimic, for that: the standard one cannot ignore at run time.)
 
+#[path = "peers/balancers.rs"]
+mod balancers;
+#[path = "peers/strace.rs"]
+mod strace;
+#[path = "peers/systemd.rs"]
+mod systemd;
 mod util;
 
 use std::io::{Read, Write};
@@ -16,8 +23,12 @@ use std::time::Duration;
 use libtest_mimic::{Arguments, Failed, Trial};
 use util::example::{Running, example_bin, output_within, start_example};
 
-/// Whether `program` can be run (found on `PATH`).
+/// Whether `program` can be run (found on `PATH`), or, for an absolute path,
+/// whether that file is there.
 fn installed(program: &str) -> bool {
+    if program.starts_with('/') {
+        return std::path::Path::new(program).exists();
+    }
     Command::new(program)
         .arg("--version")
         .stdout(Stdio::null())
@@ -39,7 +50,10 @@ fn needs(name: &str, programs: &[&str], package: &str, run: fn() -> Result<(), F
 }
 
 fn main() {
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    // One trial at a time: they run servers and balancers on ports of their
+    // choosing, and share two CPUs.
+    args.test_threads.get_or_insert(1);
     // Build the examples before any trial runs them.
     let _ = example_bin("kv");
     let trials = vec![
@@ -66,6 +80,43 @@ fn main() {
             &["redis-server"],
             "redis-server",
             malformed_requests_get_what_redis_server_gives,
+        ),
+        needs(
+            "haproxy_send_proxy_v2",
+            &["haproxy"],
+            "haproxy",
+            balancers::haproxy_send_proxy_v2,
+        ),
+        needs(
+            "haproxy_send_proxy_v1",
+            &["haproxy"],
+            "haproxy",
+            balancers::haproxy_send_proxy_v1,
+        ),
+        needs(
+            "nginx_stream_proxy_protocol",
+            &["nginx", "/usr/lib/nginx/modules/ngx_stream_module.so"],
+            "nginx-light and libnginx-mod-stream",
+            balancers::nginx_stream_proxy_protocol,
+        ),
+        needs(
+            "systemd_units_verify",
+            &["systemd-analyze"],
+            "systemd",
+            systemd::units_verify,
+        ),
+        needs(
+            "systemd_socket_activation",
+            &["systemd-socket-activate"],
+            "systemd",
+            systemd::socket_activation,
+        ),
+        Trial::test("systemd_blue_green_template", systemd::blue_green_template),
+        needs(
+            "proxy_preamble_reads",
+            &["strace"],
+            "strace",
+            strace::proxy_preamble_reads,
         ),
     ];
     libtest_mimic::run(&args, trials).exit();
@@ -94,6 +145,24 @@ fn run(program: &str, args: &[&str], stdin: &[u8]) -> Result<Output, Failed> {
 
 fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), Failed> {
     if ok { Ok(()) } else { Err(what().into()) }
+}
+
+/// A port free at the moment (the trials run one at a time, so no other trial
+/// takes it before the caller binds it).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `cond` until it holds, failing naming `what` after the test deadline.
+fn wait_until(mut cond: impl FnMut() -> bool, what: &str) -> Result<(), Failed> {
+    let end = std::time::Instant::now() + util::DEADLINE;
+    while !cond() {
+        check(std::time::Instant::now() < end, || {
+            format!("timed out waiting for {what}")
+        })?;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
 }
 
 fn redis_cli_commands_and_a_session() -> Result<(), Failed> {

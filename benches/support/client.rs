@@ -41,10 +41,19 @@ pub fn round_trips(streams: &[TcpStream], iters: u64, size: usize, inflight: usi
 
 /// One connect → 64-byte echo → close cycle.
 pub fn cycle(addr: SocketAddr) {
+    cycle_with(addr, &[]);
+}
+
+/// A [`cycle`] whose 64 bytes follow `preamble` (a PROXY header) in the same
+/// write, as a balancer sends them when the client's first bytes are there.
+pub fn cycle_with(addr: SocketAddr, preamble: &[u8]) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_nodelay(true).unwrap();
     let msg = [7u8; 64];
-    s.write_all(&msg).unwrap();
+    let mut first = Vec::with_capacity(preamble.len() + msg.len());
+    first.extend_from_slice(preamble);
+    first.extend_from_slice(&msg);
+    s.write_all(&first).unwrap();
     let mut back = [0u8; 64];
     s.read_exact(&mut back).unwrap();
     assert_eq!(back, msg);

@@ -49,7 +49,7 @@ usage: loadgen echo --addr A [--conns C] [--inflight P] [--size S] [--duration D
        loadgen connrate --addr A [--clients K] [--duration D] [--warmup W]
        loadgen hold --addr A --conns N [--hold T] [--sources K]
        loadgen pubsub --addr A --conns N [--inflight W] [--size S] [--duration D] [--warmup W]
-common options: [--reactors R] [--server-pid PID] [--json]
+common options: [--reactors R] [--server-pid PID] [--json] [--proxy-header v1|v2]
 
 Modes:
   echo        C connections, P messages of S bytes in flight on each (defaults 1, 1,
@@ -67,10 +67,21 @@ Options:
   --reactors R      client reactor threads (default 1)
   --server-pid PID  also report that process's CPU time (and memory) per operation
   --json            one JSON line instead of a table
+  --proxy-header V  open each connection with a PROXY protocol header, v1 or v2 (for a
+                    server behind a balancer: `echo --proxy-protocol required`)
   -h, --help        print this help
 
 Exit status: 0 clean, 1 a byte was wrong or a connection failed (the run stops at
 once), 2 a bad option.";
+
+/// The v2 header HAProxy's `send-proxy-v2` sends for a TCP over IPv4 client
+/// (192.0.2.10:40000 to 127.0.0.1:7878), without TLVs: 28 bytes.
+const PROXY_V2: &[u8] = &[
+    b'\r', b'\n', b'\r', b'\n', 0, b'\r', b'\n', b'Q', b'U', b'I', b'T', b'\n', // signature
+    0x21, 0x11, 0, 12, // version 2, PROXY; TCP over IPv4; 12 address bytes
+    192, 0, 2, 10, 127, 0, 0, 1, // source, destination
+    0x9c, 0x40, 0x1e, 0xc6, // ports 40000, 7878
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -95,6 +106,9 @@ struct Cfg {
     sources: u8,
     server_pid: Option<u32>,
     json: bool,
+    /// A PROXY protocol header to open each connection with (connrate), in
+    /// the same write as its first message, as a balancer sends it.
+    proxy_header: Option<Bytes>,
 }
 
 /// What every client reactor adds to.
@@ -159,6 +173,9 @@ impl Handler for Client {
             left: self.cfg.count.unwrap_or(u64::MAX),
             started,
         };
+        if let Some(header) = &self.cfg.proxy_header {
+            cx.write(header); // goes out with the first message, in one write
+        }
         let first = if self.cfg.mode == Mode::Echo {
             self.cfg.inflight
         } else {
@@ -304,8 +321,15 @@ fn run(cfg: Cfg) -> Result<bool, String> {
         .map_err(|e| e.to_string())?;
     let handle = engine.handle();
     let server_before = cfg.server_pid.and_then(proc_sample);
+    let began = Instant::now();
 
     let conns = cfg.conns;
+    // With --count every message counts, the first ones too: measuring starts
+    // before the first connect (not after the last, when some connection may
+    // have finished already).
+    if cfg.count.is_some() {
+        totals.measuring.store(true, Relaxed);
+    }
     // Connect in batches so the server's backlog is never overrun.
     for start in (0..conns).step_by(500) {
         for i in start..(start + 500).min(conns) {
@@ -337,9 +361,6 @@ fn run(cfg: Cfg) -> Result<bool, String> {
         std::thread::sleep(Duration::from_secs_f64(cfg.hold));
         (cfg.hold, server_before, after)
     } else if let Some(count) = cfg.count {
-        let start = Instant::now();
-        totals.measuring.store(true, Relaxed);
-        let before = cfg.server_pid.and_then(proc_sample);
         let expect = conns as u64;
         let t = &totals;
         let limit = Duration::from_secs(600);
@@ -349,8 +370,8 @@ fn run(cfg: Cfg) -> Result<bool, String> {
             ));
         }
         (
-            start.elapsed().as_secs_f64(),
-            before,
+            began.elapsed().as_secs_f64(),
+            server_before,
             cfg.server_pid.and_then(proc_sample),
         )
     } else {
@@ -454,6 +475,7 @@ fn parse() -> Result<Option<Cfg>, String> {
         sources: 1,
         server_pid: None,
         json: false,
+        proxy_header: None,
     };
     fn num<T: std::str::FromStr>(p: &mut lexopt::Parser, name: &str) -> Result<T, String> {
         let v = p.value().map_err(|e| e.to_string())?;
@@ -474,6 +496,14 @@ fn parse() -> Result<Option<Cfg>, String> {
             Long("sources") => cfg.sources = num(&mut parser, "--sources")?,
             Long("server-pid") => cfg.server_pid = Some(num(&mut parser, "--server-pid")?),
             Long("json") => cfg.json = true,
+            Long("proxy-header") => {
+                let v: String = num(&mut parser, "--proxy-header")?;
+                cfg.proxy_header = Some(match v.as_str() {
+                    "v1" => Bytes::from_static(b"PROXY TCP4 192.0.2.10 127.0.0.1 40000 7878\r\n"),
+                    "v2" => Bytes::from_static(PROXY_V2),
+                    other => return Err(format!("invalid version '{other}' for --proxy-header (v1 or v2)")),
+                });
+            }
             Short('h') | Long("help") => return Ok(None),
             other => return Err(other.unexpected().to_string()),
         }
