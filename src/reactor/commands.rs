@@ -35,10 +35,7 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
             match cmd {
                 Command::Open(stream, peer, slot, listener) => {
                     bump(&self.core.counters.accepted, 1);
-                    self.open(stream, peer, Origin::Accepted, Some(slot), Some(listener));
-                    // After `open` counted it as active: the acceptor may briefly
-                    // count it twice, never not at all.
-                    bump(&self.core.counters.handed_over, 1);
+                    self.open(stream, peer, Origin::Accepted, Some(slot), Some(listener), true);
                 }
                 Command::Close(id) => self.on_live(id, |core, key, c| core.begin_close(key, c, CloseReason::Local)),
                 Command::Send(id, data) => self.on_live(id, |core, key, c| {

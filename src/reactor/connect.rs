@@ -106,7 +106,7 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
             Ok(true) => {
                 let p = self.connects.pending.remove(slot);
                 self.core.timers.remove(p.timer, None);
-                self.open(p.stream, p.peer, Origin::Connected { tag: p.tag }, None, None);
+                self.open(p.stream, p.peer, Origin::Connected { tag: p.tag }, None, None, false);
             }
             Err(e) => {
                 let p = self.connects.pending.remove(slot);

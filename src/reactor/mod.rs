@@ -293,7 +293,7 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
         let mut batch = mem::take(&mut self.accepted);
         for (stream, peer, slot, listener) in batch.drain(..) {
             bump(&self.core.counters.accepted, 1);
-            self.open(stream, peer, Origin::Accepted, Some(slot), Some(listener));
+            self.open(stream, peer, Origin::Accepted, Some(slot), Some(listener), false);
         }
         self.accepted = batch;
     }
@@ -328,10 +328,21 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
         origin: Origin,
         slot: Option<Slot>,
         listener: Option<usize>,
+        handed_over: bool,
     ) {
+        // A connection the acceptor handed over counts, for its least-connections
+        // choice, as handed over until it counts as active here: `handed_over`
+        // moves right after `active`, before any handler runs, so the acceptor
+        // may count it twice for a moment, never not at all.
+        let taken = |counters: &Counters| {
+            if handed_over {
+                bump(&counters.handed_over, 1);
+            }
+        };
         if self.shutdown_deadline.is_some() {
             // Shutting down: take no new connection (dropping `slot` gives its place back).
-            return bump(&self.core.counters.closed, 1);
+            bump(&self.core.counters.closed, 1);
+            return taken(&self.core.counters);
         }
         let key = self.conns.vacant_key();
         // syscall: the one registration this socket gets, edge-triggered, both ways
@@ -347,7 +358,8 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
                 "coreloop: reactor {} cannot register a connection with {peer}: {e}",
                 self.core.index
             );
-            return bump(&self.core.counters.closed, 1);
+            bump(&self.core.counters.closed, 1);
+            return taken(&self.core.counters);
         }
         // What the listener expects first. A peer it does not trust to send a
         // PROXY header: with `Optional` its bytes are its own (no header is even
@@ -366,6 +378,7 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
         let generation = self.next_generation;
         self.next_generation += 1;
         bump(&self.core.counters.active, 1);
+        taken(&self.core.counters);
         let now = self.core.timers.now;
         let c = self
             .conns
