@@ -42,7 +42,9 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
                 Ok(None) => {}
             }
         }
-        if ev.is_writable() || ev.is_write_closed() {
+        // A writable edge with nothing queued (after every write that emptied
+        // the queue, on a busy connection) costs no call.
+        if (ev.is_writable() || ev.is_write_closed()) && !c.output.is_empty() {
             self.writable(key, c)?;
         }
         if ev.is_readable() || ev.is_read_closed() {
