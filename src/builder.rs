@@ -117,8 +117,11 @@ impl Builder {
     pub const MAX_LINGER: Duration = Duration::from_secs(60);
 
     /// Default time a connection has to complete its preamble — its PROXY
-    /// protocol header — before it is closed (5 s).
+    /// protocol header, its TLS handshake — before it is closed (5 s).
     pub const DEFAULT_PREAMBLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Default most TLS handshakes in progress at once on one reactor (64).
+    pub const DEFAULT_MAX_HANDSHAKES: usize = 64;
 }
 
 impl Default for Builder {
@@ -142,6 +145,7 @@ impl Default for Builder {
                 connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
                 max_timers: Self::DEFAULT_MAX_TIMERS,
                 preamble_timeout: Self::DEFAULT_PREAMBLE_TIMEOUT,
+                max_handshakes: Self::DEFAULT_MAX_HANDSHAKES,
                 handover: None,
                 policies: std::sync::Arc::from(Vec::new()),
                 distribution: Distribution::RoundRobin,
@@ -232,10 +236,13 @@ impl Builder {
     }
 
     /// How long a connection may take over its preamble — the PROXY protocol
-    /// header of a listener that expects one — before it is closed
-    /// ([`ProxyError::Late`](crate::ProxyError::Late)); with
+    /// header of a listener that expects one, and the TLS handshake of a TLS
+    /// connection — before it is closed
+    /// ([`ProxyError::Late`](crate::ProxyError::Late), or `TlsError::Late`
+    /// with the `tls` feature); with
     /// [`ProxyProtocol::Optional`](crate::ProxyProtocol::Optional), a connection
-    /// that has sent nothing by then is opened without a header. Default
+    /// that has sent nothing by then is opened without a header. A client that
+    /// sends nothing, or its hello a byte at a time, is closed at it. Default
     /// [`DEFAULT_PREAMBLE_TIMEOUT`](Self::DEFAULT_PREAMBLE_TIMEOUT); 1 ms to 60 s.
     pub fn preamble_timeout(mut self, timeout: Duration) -> Self {
         self.config.preamble_timeout = timeout;
@@ -481,6 +488,17 @@ impl Builder {
         self
     }
 
+    /// The most TLS handshakes in progress at once on one reactor (feature
+    /// `tls`): a handshake costs public-key operations, so a burst of new
+    /// connections is served a few at a time while established ones go on being
+    /// served. A connection beyond it waits, unread, for a place (its
+    /// [`preamble_timeout`](Self::preamble_timeout) runs meanwhile). Default
+    /// [`DEFAULT_MAX_HANDSHAKES`](Self::DEFAULT_MAX_HANDSHAKES); at least 1.
+    pub fn max_handshakes(mut self, handshakes: usize) -> Self {
+        self.config.max_handshakes = handshakes;
+        self
+    }
+
     /// Validates the configuration, opens every listener, calls `factory` once per
     /// reactor (with the reactor's index) and starts the threads.
     ///
@@ -563,6 +581,9 @@ impl Builder {
                 "preamble_timeout",
                 format!("{:?} is outside 1 ms..=60 s", c.preamble_timeout),
             );
+        }
+        if c.max_handshakes == 0 {
+            return refuse("max_handshakes", "must be at least 1".into());
         }
         if c.max_timers == 0 {
             return refuse("max_timers", "must be at least 1".into());

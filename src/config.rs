@@ -56,11 +56,13 @@ pub(crate) struct Config {
     pub(crate) connect_timeout: Duration,
     pub(crate) max_timers: usize,
     pub(crate) preamble_timeout: Duration,
+    /// The most TLS handshakes in progress per reactor.
+    pub(crate) max_handshakes: usize,
     /// Zero-downtime restart: the Unix socket path, and the drain grace.
     pub(crate) handover: Option<(PathBuf, Duration)>,
     /// What each listener expects of its connections, by listener index (set at
     /// start, once the listeners are open).
-    pub(crate) policies: std::sync::Arc<[ProxyPolicy]>,
+    pub(crate) policies: std::sync::Arc<[ListenerPolicy]>,
     pub(crate) distribution: Distribution,
     pub(crate) send_buffer: Option<usize>,
     pub(crate) recv_buffer: Option<usize>,
@@ -88,7 +90,16 @@ pub(crate) struct Config {
 #[derive(Debug)]
 pub struct Listen {
     pub(crate) spec: ListenSpec,
+    pub(crate) policy: ListenerPolicy,
+}
+
+/// What a listener expects of its connections before they open: a PROXY
+/// header, a TLS handshake.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ListenerPolicy {
     pub(crate) proxy: ProxyPolicy,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsAcceptor>,
 }
 
 impl Listen {
@@ -125,7 +136,7 @@ impl Listen {
     fn from_spec(spec: ListenSpec) -> Self {
         Self {
             spec,
-            proxy: ProxyPolicy::default(),
+            policy: ListenerPolicy::default(),
         }
     }
 
@@ -139,7 +150,7 @@ impl Listen {
     /// and the rest in [`Context::proxy`](crate::Context::proxy), and never a
     /// byte of the header.
     pub fn proxy_protocol(mut self, mode: ProxyProtocol) -> Self {
-        self.proxy.mode = mode;
+        self.policy.proxy.mode = mode;
         self
     }
 
@@ -150,7 +161,23 @@ impl Listen {
     /// refused. Set it whenever clients could reach the listener without going
     /// through the balancer.
     pub fn trusted_proxies(mut self, networks: impl IntoIterator<Item = ipnet::IpNet>) -> Self {
-        self.proxy.trusted = networks.into_iter().collect();
+        self.policy.proxy.trusted = networks.into_iter().collect();
+        self
+    }
+
+    /// Serves TLS on this listener (feature `tls`), with `acceptor`'s
+    /// configuration — a `rustls::ServerConfig`, or a
+    /// [`TlsAcceptor`](crate::TlsAcceptor) whose configuration can be replaced
+    /// while the server runs. The handshake runs on the connection's reactor
+    /// before [`Handler::on_open`](crate::Handler::on_open) (after the PROXY
+    /// header, if the listener expects one), bounded in time by
+    /// [`Builder::preamble_timeout`](crate::Builder::preamble_timeout) and in
+    /// number by [`Builder::max_handshakes`](crate::Builder::max_handshakes);
+    /// the handler sees plaintext only, and what was negotiated in
+    /// [`Context::tls`](crate::Context::tls).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, acceptor: impl Into<crate::tls::TlsAcceptor>) -> Self {
+        self.policy.tls = Some(acceptor.into());
         self
     }
 }

@@ -71,7 +71,7 @@ use crate::timer::{TimerId, TimerList};
 pub(crate) type Verdict = ControlFlow<CloseReason>;
 
 /// Where a connection is in its life.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Phase {
     /// Before `on_open`: reading a PROXY header.
     Preamble(Box<Preamble>),
@@ -90,14 +90,62 @@ pub(crate) enum Phase {
 }
 
 /// A connection's progress through its preamble.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) struct Preamble {
+    /// The PROXY header still to read (`Off` once read, or if none is expected).
     pub(crate) proxy: ProxyProtocol,
     /// What was read so far: the header, perhaps followed by the client's first
     /// bytes.
     pub(crate) buf: BytesMut,
     /// The deadline for the preamble, once armed.
     pub(crate) timer: Option<TimerId>,
+    /// A TLS handshake follows the header (if any): how it starts.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsStart>,
+    /// Where that handshake is: not started, waiting for a place under the
+    /// reactor's limit, or running (its session is the connection's).
+    #[cfg(feature = "tls")]
+    pub(crate) handshake: Handshake,
+}
+
+/// How an outbound connection's TLS starts (feature `tls`; nothing without it).
+#[cfg(feature = "tls")]
+pub(crate) type ClientTls = Option<crate::tls::TlsStart>;
+/// How an outbound connection's TLS starts (feature `tls`; nothing without it).
+#[cfg(not(feature = "tls"))]
+pub(crate) type ClientTls = ();
+
+impl Preamble {
+    /// What a connection does before `on_open`: read a PROXY header, handshake
+    /// TLS — or nothing (`None`).
+    pub(crate) fn needed(proxy: ProxyProtocol, #[cfg(feature = "tls")] tls: ClientTls) -> Option<Box<Self>> {
+        #[cfg(feature = "tls")]
+        let needed = proxy != ProxyProtocol::Off || tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        let needed = proxy != ProxyProtocol::Off;
+        needed.then(|| {
+            Box::new(Preamble {
+                proxy,
+                buf: BytesMut::new(),
+                timer: None,
+                #[cfg(feature = "tls")]
+                tls,
+                #[cfg(feature = "tls")]
+                handshake: Handshake::NotStarted,
+            })
+        })
+    }
+}
+
+/// A TLS handshake's place under the reactor's limit on handshakes in progress.
+#[cfg(feature = "tls")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Handshake {
+    NotStarted,
+    /// In the reactor's queue for a place.
+    Waiting,
+    /// Holds a place.
+    Running,
 }
 
 /// The receiving direction of an open connection.
@@ -148,6 +196,10 @@ pub(crate) struct Conn<S> {
     pub(crate) timers: TimerList,
     /// The tick of the last byte read or written (idle timeout).
     pub(crate) last_active: u64,
+    /// The TLS session between the socket and the handler's bytes, on a TLS
+    /// connection (from the start of its handshake).
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<Box<crate::tls::Session>>,
     /// Output passed the high watermark and has not yet drained to the low one
     /// (flow control: [`Context::is_writable`](crate::Context::is_writable) says
     /// no; reading is paused).
@@ -176,19 +228,15 @@ impl<S> Conn<S> {
         origin: Origin,
         slot: Option<Slot>,
         generation: u64,
-        proxy: ProxyProtocol,
+        preamble: Option<Box<Preamble>>,
         now: u64,
     ) -> Self {
-        let phase = match proxy {
-            ProxyProtocol::Off => Phase::Open {
+        let phase = match preamble {
+            Some(p) => Phase::Preamble(p),
+            None => Phase::Open {
                 read: Read::Reading,
                 write: Write::Open,
             },
-            proxy => Phase::Preamble(Box::new(Preamble {
-                proxy,
-                buf: BytesMut::new(),
-                timer: None,
-            })),
         };
         Self {
             stream,
@@ -204,6 +252,8 @@ impl<S> Conn<S> {
             queued: 0,
             timers: TimerList::default(),
             last_active: now,
+            #[cfg(feature = "tls")]
+            tls: None,
             over_high: false,
             fin_seen: false,
             in_ready: false,
@@ -211,6 +261,15 @@ impl<S> Conn<S> {
             redeliver: false,
             touched: false,
         }
+    }
+
+    /// Whether output waits for the socket: queued bytes, or (TLS) records.
+    pub(crate) fn has_output(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if self.tls.as_ref().is_some_and(|t| t.wants_write()) {
+            return true;
+        }
+        !self.output.is_empty()
     }
 
     /// Whether the connection is serving (not closing).
@@ -226,6 +285,8 @@ impl<S> Conn<S> {
             origin: self.origin,
             peer: &self.peer,
             proxy: self.proxy.as_deref(),
+            #[cfg(feature = "tls")]
+            tls: self.tls.as_deref(),
             socket: &self.stream,
             queued: self.queued,
             over_high: self.over_high,

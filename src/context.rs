@@ -85,6 +85,9 @@ pub(crate) struct ConnRef<'a> {
     pub(crate) origin: Origin,
     pub(crate) peer: &'a PeerAddr,
     pub(crate) proxy: Option<&'a ProxyHeader>,
+    /// The TLS session, on a TLS connection.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<&'a crate::tls::Session>,
     pub(crate) socket: &'a Stream,
     /// Bytes queued for the socket before this callback.
     pub(crate) queued: usize,
@@ -150,6 +153,15 @@ impl<'a, M: Send + 'static> Context<'a, M> {
     /// and unique id the balancer sent.
     pub fn proxy(&self) -> Option<&ProxyHeader> {
         self.conn.proxy
+    }
+
+    /// What was negotiated, on a TLS connection (feature `tls`): the ALPN
+    /// protocol, the server name the client asked for (SNI), the protocol
+    /// version, the cipher suite, the peer's certificates. `None` on a plain
+    /// connection.
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> Option<crate::tls::TlsInfo<'_>> {
+        self.conn.tls.map(crate::tls::Session::info)
     }
 
     /// The connection's socket, to read or set a socket option through `socket2`

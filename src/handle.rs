@@ -341,7 +341,9 @@ impl<M: Send + 'static> Handle<M> {
     /// [`Error::NoReactor`], [`Error::InboxFull`], [`Error::ShutDown`].
     pub fn connect_on(&self, reactor: usize, to: impl Into<Endpoint>, tag: u64) -> Result<()> {
         let (to, from) = (to.into(), None);
-        self.command(reactor, Command::Connect { to, from, tag })
+        #[allow(clippy::let_unit_value)] // nothing without the `tls` feature
+        let tls = Default::default();
+        self.command(reactor, Command::Connect { to, from, tag, tls })
     }
 
     /// Like [`connect`](Self::connect), from the local address `from` (bound before
@@ -362,8 +364,37 @@ impl<M: Send + 'static> Handle<M> {
                 to,
                 from: Some(from),
                 tag,
+                tls: Default::default(),
             },
         )
+    }
+
+    /// Like [`connect`](Self::connect), speaking TLS (feature `tls`): once the
+    /// socket connects, the handshake with `server_name` runs on the reactor
+    /// under `config` (its certificate verification, ALPN protocols, client
+    /// certificate), and the handler's `on_open` runs once it is done — the
+    /// handler then sees plaintext, and [`Context::tls`](crate::Context::tls)
+    /// what was negotiated. A failed handshake (a certificate that does not
+    /// verify, say) closes the connection before `on_open` with
+    /// [`CloseReason::Tls`](crate::CloseReason::Tls), counted in
+    /// [`ReactorStats::tls_errors`](crate::ReactorStats::tls_errors); the
+    /// handler is not told of it, as of any connection it never saw open.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    #[cfg(feature = "tls")]
+    pub fn connect_tls(
+        &self,
+        to: impl Into<Endpoint>,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        server_name: rustls::pki_types::ServerName<'static>,
+        tag: u64,
+    ) -> Result<()> {
+        let reactor = self.next_connect_reactor()?;
+        let tls = Some(crate::tls::TlsStart::Client(config, server_name));
+        let (to, from) = (to.into(), None);
+        self.command(reactor, Command::Connect { to, from, tag, tls })
     }
 
     fn to_conn(&self, id: ConnId, cmd: Command<M>) -> Result<()> {

@@ -38,6 +38,8 @@ pub(crate) enum Command<M> {
         to: Endpoint,
         from: Option<SocketAddr>,
         tag: u64,
+        /// TLS to start once connected (feature `tls`).
+        tls: crate::conn::ClientTls,
     },
     /// Close a connection gracefully, if `id` still names it.
     Close(ConnId),

@@ -221,6 +221,8 @@ mod reason;
 mod server;
 mod stats;
 mod timer;
+#[cfg(feature = "tls")]
+mod tls;
 mod token;
 
 pub use builder::Builder;
@@ -234,9 +236,15 @@ pub use id::ConnId;
 pub use local::{LocalConn, ReactorContext};
 pub use proxy::{MAX_HEADER as MAX_PROXY_HEADER, ProxyError, ProxyHeader, ProxyProtocol};
 pub use reason::CloseReason;
+/// The rustls this crate speaks (feature `tls`), for its `ServerConfig`,
+/// `ClientConfig` and certificate types.
+#[cfg(feature = "tls")]
+pub use rustls;
 pub use server::{Report, Server};
 pub use stats::{ReactorStats, Stats};
 pub use timer::TimerId;
+#[cfg(feature = "tls")]
+pub use tls::{CIPHERTEXT_LIMIT as TLS_CIPHERTEXT_LIMIT, TlsAcceptor, TlsError, TlsInfo};
 
 /// The `ipnet` crate, whose networks [`Listen::trusted_proxies`] takes
 /// (`"10.0.0.0/8".parse::<ipnet::IpNet>()`), re-exported so versions match.

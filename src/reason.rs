@@ -40,6 +40,14 @@ pub enum CloseReason {
     /// connection (no `on_open`, no `on_close`); it is counted in
     /// [`ReactorStats::proxy_errors`](crate::ReactorStats::proxy_errors).
     Proxy(ProxyError),
+    /// TLS (feature `tls`): the handshake failed or did not finish in time, the
+    /// bytes were not TLS, a record was bad, or the peer closed without
+    /// `close_notify` ([`TlsError::Truncated`](crate::TlsError::Truncated)).
+    /// Counted in [`ReactorStats::tls_errors`](crate::ReactorStats::tls_errors).
+    /// A connection that failed its handshake was never opened (no `on_open`,
+    /// no `on_close`).
+    #[cfg(feature = "tls")]
+    Tls(crate::tls::TlsError),
 }
 
 impl fmt::Display for CloseReason {
@@ -54,6 +62,8 @@ impl fmt::Display for CloseReason {
             CloseReason::IdleTimeout => f.write_str("idle timeout"),
             CloseReason::OutputLimit => f.write_str("queued output over the limit"),
             CloseReason::Proxy(e) => write!(f, "PROXY protocol: {e}"),
+            #[cfg(feature = "tls")]
+            CloseReason::Tls(e) => write!(f, "TLS: {e}"),
         }
     }
 }

@@ -18,7 +18,7 @@ use mio::{Poll, Waker};
 use crate::acceptor::Acceptor;
 use crate::admission::{AcceptLoop, Admission, Wake};
 use crate::builder::Builder;
-use crate::config::{Config, Distribution, Listen, ListenSpec};
+use crate::config::{Config, Distribution, Listen, ListenSpec, ListenerPolicy};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::handle::{Handle, Shared};
@@ -26,7 +26,6 @@ use crate::handler::Handler;
 use crate::handover::{self, HandoverServer, Predecessor};
 use crate::inbox::{Command, Inbox};
 use crate::net::{ListenOptions, Listener};
-use crate::proxy::ProxyPolicy;
 use crate::reactor::{Parts, Reactor, ReactorExit};
 use crate::stats::{Counters, Stats, bump};
 use crate::token;
@@ -437,12 +436,12 @@ fn cores_to_pin(reactors: usize) -> Vec<core_affinity::CoreId> {
 
 /// Opens (or adopts) every listener, in order, each with its policy. A failure
 /// names the endpoint.
-fn open_listeners(listens: Vec<Listen>, opts: &ListenOptions) -> Result<(Vec<Listener>, Vec<ProxyPolicy>)> {
+fn open_listeners(listens: Vec<Listen>, opts: &ListenOptions) -> Result<(Vec<Listener>, Vec<ListenerPolicy>)> {
     let mut listeners = Vec::with_capacity(listens.len());
     let mut policies = Vec::with_capacity(listens.len());
     for listen in listens {
         open_listener(listen.spec, opts, &mut listeners)?;
-        policies.resize(listeners.len(), listen.proxy);
+        policies.resize(listeners.len(), listen.policy);
     }
     Ok((listeners, policies))
 }

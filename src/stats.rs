@@ -21,6 +21,8 @@ pub(crate) struct Counters {
     pub(crate) pauses: AtomicU64,
     pub(crate) stale: AtomicU64,
     pub(crate) proxy_errors: AtomicU64,
+    pub(crate) tls_handshakes: AtomicU64,
+    pub(crate) tls_errors: AtomicU64,
     /// Connections the acceptor handed over that this reactor has taken on (its
     /// `Open` commands run); with the acceptor's own count of hand-overs, the
     /// connections still in flight to it. Not part of the snapshot.
@@ -57,6 +59,8 @@ impl Counters {
             pauses: self.pauses.load(Relaxed),
             stale: self.stale.load(Relaxed),
             proxy_errors: self.proxy_errors.load(Relaxed),
+            tls_handshakes: self.tls_handshakes.load(Relaxed),
+            tls_errors: self.tls_errors.load(Relaxed),
         }
     }
 }
@@ -94,6 +98,12 @@ pub struct ReactorStats {
     /// malformed, too long, late, or sent by an untrusted peer
     /// ([`CloseReason::Proxy`](crate::CloseReason::Proxy)).
     pub proxy_errors: u64,
+    /// TLS handshakes completed (feature `tls`; 0 without it).
+    pub tls_handshakes: u64,
+    /// Connections closed for a TLS reason — a failed, late or not-TLS
+    /// handshake, a bad record, a truncation
+    /// ([`CloseReason::Tls`](crate::CloseReason::Tls); feature `tls`, 0 without it).
+    pub tls_errors: u64,
 }
 
 /// A snapshot of every reactor's counters, and the acceptor's, from
@@ -142,6 +152,8 @@ impl Stats {
             t.pauses += r.pauses;
             t.stale += r.stale;
             t.proxy_errors += r.proxy_errors;
+            t.tls_handshakes += r.tls_handshakes;
+            t.tls_errors += r.tls_errors;
         }
         t
     }
@@ -167,7 +179,16 @@ impl fmt::Display for Stats {
         }
         row(f, "total", &self.total())?;
         writeln!(f, "accept back-offs: {}", self.accept_backoffs)?;
-        writeln!(f, "PROXY header errors: {}", self.total().proxy_errors)
+        let total = self.total();
+        writeln!(f, "PROXY header errors: {}", total.proxy_errors)?;
+        if total.tls_handshakes + total.tls_errors > 0 {
+            writeln!(
+                f,
+                "TLS handshakes: {}, TLS errors: {}",
+                total.tls_handshakes, total.tls_errors
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -26,7 +26,7 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
         let Phase::Open { read, .. } = c.phase else {
             return Continue(()); // already closing
         };
-        if c.output.is_empty() {
+        if !c.has_output() {
             return self.linger(key, c, reason);
         }
         c.phase = Phase::Flushing {
@@ -45,6 +45,19 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
             Phase::Flushing { eof, .. } => (eof, false),
             Phase::Lingering { .. } | Phase::Preamble(_) => return Continue(()),
         };
+        // TLS: `close_notify` goes before our FIN (or the close). If the socket
+        // cannot take it yet, the close waits for the writable edge.
+        #[cfg(feature = "tls")]
+        if !fin_sent {
+            match self.tls_close_notify(c) {
+                Ok(true) => {}
+                Ok(false) => {
+                    c.phase = Phase::Flushing { reason, eof };
+                    return Continue(());
+                }
+                Err(reason) => return Break(reason),
+            }
+        }
         if eof || self.config.linger.is_zero() {
             // Nothing more can arrive (or lingering is off): a plain close.
             return Break(reason);
@@ -73,7 +86,7 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
         } = &mut c.phase
         {
             *write = Write::ShutRequested;
-            if c.output.is_empty() {
+            if !c.has_output() {
                 return self.shut_write(c);
             }
         }
@@ -82,10 +95,19 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
 
     /// Sends the FIN of a half-close, now that the queue is empty.
     pub(super) fn shut_write(&mut self, c: &mut Conn<H::Conn>) -> Verdict {
-        if let Phase::Open { write, .. } = &mut c.phase
+        if let Phase::Open { write, .. } = &c.phase
             && *write != Write::Shut
         {
-            *write = Write::Shut;
+            // TLS: `close_notify` first; the FIN waits for its records.
+            #[cfg(feature = "tls")]
+            match self.tls_close_notify(c) {
+                Ok(true) => {}
+                Ok(false) => return Continue(()),
+                Err(reason) => return Break(reason),
+            }
+            if let Phase::Open { write, .. } = &mut c.phase {
+                *write = Write::Shut;
+            }
             // syscall: shutdown(SHUT_WR), once, when the handler asks for a half-close
             if let Err(e) = c.stream.shutdown_write() {
                 return Break(CloseReason::Io(e.kind()));
@@ -117,6 +139,10 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
             mut timers,
             queued,
             proxy,
+            #[cfg(feature = "tls")]
+            tls,
+            #[cfg(feature = "tls")]
+            phase,
             ..
         } = c;
         // On Linux, closing the descriptor removes it from the epoll set: no
@@ -134,8 +160,15 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
         core.timers.remove_all(&mut timers);
         bump(&core.counters.closed, 1);
         drop_one(&core.counters.active);
-        if let CloseReason::Proxy(_) = reason {
-            bump(&core.counters.proxy_errors, 1);
+        match reason {
+            CloseReason::Proxy(_) => bump(&core.counters.proxy_errors, 1),
+            #[cfg(feature = "tls")]
+            CloseReason::Tls(_) => bump(&core.counters.tls_errors, 1),
+            _ => {}
+        }
+        #[cfg(feature = "tls")]
+        if let Phase::Preamble(p) = &phase {
+            core.handshake_closed(key, generation, p.handshake);
         }
         let id = ConnId::new(core.index, key, generation);
         log::trace!("coreloop: closing {id} ({peer}): {reason}");
@@ -144,6 +177,23 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
         let Some(state) = state else {
             drop(stream);
             drop(slot);
+            // An outbound connection that failed its TLS handshake: for the
+            // handler, its connect failed.
+            #[cfg(feature = "tls")]
+            if let (crate::context::Origin::Connected { tag }, Phase::Preamble(_)) = (origin, &phase) {
+                let to = match peer {
+                    crate::endpoint::PeerAddr::Tcp(a) => crate::endpoint::Endpoint::Tcp(a),
+                    crate::endpoint::PeerAddr::Unix(Some(p)) => crate::endpoint::Endpoint::Unix(p),
+                    crate::endpoint::PeerAddr::Unix(None) => {
+                        crate::endpoint::Endpoint::Inherited("a Unix socket".into())
+                    }
+                };
+                let e = match reason {
+                    CloseReason::Io(kind) => std::io::Error::from(kind),
+                    other => std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()),
+                };
+                self.reactor_callback("on_connect_error", |h, cx| h.on_connect_error(cx, tag, &to, e));
+            }
             return;
         };
         let mut none = TimerList::default();
@@ -152,6 +202,8 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
             origin,
             peer: &peer,
             proxy: proxy.as_deref(),
+            #[cfg(feature = "tls")]
+            tls: tls.as_deref(),
             socket: &stream,
             queued,
             over_high: false,

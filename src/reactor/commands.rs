@@ -16,7 +16,6 @@ use std::ops::ControlFlow::Continue;
 use std::time::Instant;
 
 use crate::conn::{Conn, Verdict};
-use crate::context::Origin;
 use crate::handler::Handler;
 use crate::id::ConnId;
 use crate::inbox::Command;
@@ -35,7 +34,7 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
             match cmd {
                 Command::Open(stream, peer, slot, listener) => {
                     bump(&self.core.counters.accepted, 1);
-                    self.open(stream, peer, Origin::Accepted, Some(slot), Some(listener), true);
+                    self.open(stream, peer, super::Via::Acceptor { slot, listener });
                 }
                 Command::Close(id) => self.on_live(id, |core, key, c| core.begin_close(key, c, CloseReason::Local)),
                 Command::Send(id, data) => self.on_live(id, |core, key, c| {
@@ -51,7 +50,7 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
                 Command::ReactorMessage(msg) => {
                     self.reactor_callback("on_reactor_message", |h, cx| h.on_reactor_message(cx, msg));
                 }
-                Command::Connect { to, from, tag } => self.start_connect(to, from, tag),
+                Command::Connect { to, from, tag, tls } => self.start_connect(to, from, tag, tls),
                 Command::Shutdown { deadline, drain } => self.begin_shutdown(deadline, drain),
             }
         }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use mio::Interest;
 use slab::Slab;
 
-use crate::context::Origin;
+use crate::conn::ClientTls;
 use crate::endpoint::{Endpoint, PeerAddr};
 use crate::handler::Handler;
 use crate::net::{SocketOptions, Stream};
@@ -36,6 +36,8 @@ struct Pending {
     peer: PeerAddr,
     to: Endpoint,
     tag: u64,
+    /// TLS to start once connected.
+    tls: ClientTls,
     /// Tells this connect apart from a later one in the same slot.
     serial: u64,
     /// Fails the connect with `TimedOut` when it falls due.
@@ -62,7 +64,7 @@ fn shutting_down() -> io::Error {
 
 impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
     /// Starts a nonblocking connect.
-    pub(super) fn start_connect(&mut self, to: Endpoint, from: Option<SocketAddr>, tag: u64) {
+    pub(super) fn start_connect(&mut self, to: Endpoint, from: Option<SocketAddr>, tag: u64, tls: ClientTls) {
         if self.shutdown_deadline.is_some() {
             return self.connect_failed(tag, &to, shutting_down());
         }
@@ -91,6 +93,7 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
             peer,
             to,
             tag,
+            tls,
             serial,
             timer,
         });
@@ -106,7 +109,8 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
             Ok(true) => {
                 let p = self.connects.pending.remove(slot);
                 self.core.timers.remove(p.timer, None);
-                self.open(p.stream, p.peer, Origin::Connected { tag: p.tag }, None, None, false);
+                let via = super::Via::Connect { tag: p.tag, tls: p.tls };
+                self.open(p.stream, p.peer, via);
             }
             Err(e) => {
                 let p = self.connects.pending.remove(slot);

@@ -44,7 +44,7 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
         }
         // A writable edge with nothing queued (after every write that emptied
         // the queue, on a busy connection) costs no call.
-        if (ev.is_writable() || ev.is_write_closed()) && !c.output.is_empty() {
+        if (ev.is_writable() || ev.is_write_closed()) && c.has_output() {
             self.writable(key, c)?;
         }
         if ev.is_readable() || ev.is_read_closed() {
@@ -77,6 +77,8 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
             }
             // syscall: read into the reactor's shared buffer
             let n = match c.stream.read(&mut self.scratch) {
+                #[cfg(feature = "tls")]
+                Ok(0) if c.tls.is_some() => return self.tls_end_of_stream(key, c),
                 Ok(0) => return self.end_of_stream(key, c),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Continue(()),
@@ -90,6 +92,13 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
             // on to see the end of stream (it raises no further edge).
             let drained = n < self.scratch.len() && !c.fin_seen;
             if !lingering {
+                #[cfg(feature = "tls")]
+                if c.tls.is_some() {
+                    self.deliver_tls(key, c, n)?;
+                } else {
+                    self.deliver(key, c, n)?;
+                }
+                #[cfg(not(feature = "tls"))]
                 self.deliver(key, c, n)?;
             }
             if drained {
@@ -113,6 +122,18 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
             mem::take(&mut self.input)
         };
         input.extend_from_slice(&self.scratch[..n]);
+        self.deliver_input(key, c, input, stashed)
+    }
+
+    /// Hands `input` to the handler: the connection's own buffer (`stashed`), or
+    /// the reactor's, which is given back emptied.
+    pub(super) fn deliver_input(
+        &mut self,
+        key: usize,
+        c: &mut Conn<H::Conn>,
+        mut input: BytesMut,
+        stashed: bool,
+    ) -> Verdict {
         let asked = self.run(key, c, "on_data", |h, state, cx| h.on_data(state, cx, &mut input));
         if stashed {
             // Keep the partial frame; free the buffer once it is consumed.
@@ -151,7 +172,7 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
     }
 
     /// The peer's end of stream was read.
-    fn end_of_stream(&mut self, key: usize, c: &mut Conn<H::Conn>) -> Verdict {
+    pub(super) fn end_of_stream(&mut self, key: usize, c: &mut Conn<H::Conn>) -> Verdict {
         match &mut c.phase {
             // The peer has everything we sent and closed: close cleanly.
             Phase::Lingering { reason } => Break(*reason),
@@ -308,6 +329,10 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
             self.out.clear();
             return Continue(());
         }
+        #[cfg(feature = "tls")]
+        if c.tls.is_some() {
+            return self.send_staged_tls(key, c);
+        }
         if !c.output.is_empty() {
             // The socket was full at the last attempt and no writable edge has come
             // since: a write now would only see EAGAIN. Queue behind, in order.
@@ -360,6 +385,13 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
     /// close or half-close waiting for it, and resume reading below the low
     /// watermark.
     pub(super) fn writable(&mut self, key: usize, c: &mut Conn<H::Conn>) -> Verdict {
+        #[cfg(feature = "tls")]
+        if c.tls.is_some() {
+            if let Err(e) = self.flush_tls(c) {
+                return Break(CloseReason::Io(e.kind()));
+            }
+            return self.drained(key, c);
+        }
         if c.output.is_empty() {
             return Continue(());
         }
@@ -370,7 +402,13 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
             }
             Err(e) => return Break(CloseReason::Io(e.kind())),
         }
-        if c.output.is_empty() {
+        self.drained(key, c)
+    }
+
+    /// After a flush: once nothing waits for the socket, a close or half-close
+    /// waiting for that goes on; below the low watermark, reading resumes.
+    fn drained(&mut self, key: usize, c: &mut Conn<H::Conn>) -> Verdict {
+        if !c.has_output() {
             match c.phase {
                 Phase::Flushing { reason, .. } => return self.linger(key, c, reason),
                 Phase::Open {

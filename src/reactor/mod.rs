@@ -25,6 +25,8 @@ mod connect;
 mod io;
 mod preamble;
 mod timers;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::fmt;
 use std::mem;
@@ -135,6 +137,9 @@ pub(crate) struct Core<H: Handler<M>, M: Send + 'static> {
     /// Once the reactor shuts down: whether it drains (connections opened from
     /// then on — their preamble was under way — hear `on_shutdown` too).
     stopping: Option<bool>,
+    /// TLS handshakes in progress, and the connections waiting for a place.
+    #[cfg(feature = "tls")]
+    handshakes: tls::Handshakes,
 }
 
 impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
@@ -172,6 +177,8 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
                 touched: Vec::new(),
                 idle_ms: config.idle_timeout.map(ceil_ms),
                 stopping: None,
+                #[cfg(feature = "tls")]
+                handshakes: tls::Handshakes::default(),
                 config,
             },
         }
@@ -293,7 +300,7 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
         let mut batch = mem::take(&mut self.accepted);
         for (stream, peer, slot, listener) in batch.drain(..) {
             bump(&self.core.counters.accepted, 1);
-            self.open(stream, peer, Origin::Accepted, Some(slot), Some(listener), false);
+            self.open(stream, peer, Via::Listener { slot, listener });
         }
         self.accepted = batch;
     }
@@ -318,18 +325,18 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
     }
 
     /// Takes on a connected socket: registers it once and keeps it in the slab,
-    /// then reads its PROXY header first if its listener (index `listener`)
-    /// expects one, else runs `on_open` at once. `slot` is its place under the
-    /// cap (accepted connections).
-    fn open(
-        &mut self,
-        mut stream: Stream,
-        peer: PeerAddr,
-        origin: Origin,
-        slot: Option<Slot>,
-        listener: Option<usize>,
-        handed_over: bool,
-    ) {
+    /// then starts its preamble (a PROXY header, a TLS handshake) if it has
+    /// one, else runs `on_open` at once.
+    fn open(&mut self, mut stream: Stream, peer: PeerAddr, via: Via) {
+        let (origin, slot, listener, handed_over, client_tls) = match via {
+            Via::Acceptor { slot, listener } => {
+                (Origin::Accepted, Some(slot), Some(listener), true, Default::default())
+            }
+            Via::Listener { slot, listener } => {
+                (Origin::Accepted, Some(slot), Some(listener), false, Default::default())
+            }
+            Via::Connect { tag, tls } => (Origin::Connected { tag }, None, None, false, tls),
+        };
         // A connection the acceptor handed over counts, for its least-connections
         // choice, as handed over until it counts as active here: `handed_over`
         // moves right after `active`, before any handler runs, so the acceptor
@@ -365,8 +372,15 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
         // PROXY header: with `Optional` its bytes are its own (no header is even
         // looked for), with `Required` it is refused.
         let policy = listener.and_then(|i| self.core.config.policies.get(i));
+        #[cfg(feature = "tls")]
+        let tls = match policy.and_then(|p| p.tls.clone()) {
+            Some(acceptor) => Some(crate::tls::TlsStart::Server(acceptor)),
+            None => client_tls,
+        };
+        #[cfg(not(feature = "tls"))]
+        let () = client_tls;
         let (mut proxy, mut refused) = (ProxyProtocol::Off, false);
-        if let Some(policy) = policy
+        if let Some(policy) = policy.map(|p| &p.proxy)
             && policy.mode != ProxyProtocol::Off
         {
             match (policy.trusts(&peer), policy.mode) {
@@ -380,27 +394,49 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
         bump(&self.core.counters.active, 1);
         taken(&self.core.counters);
         let now = self.core.timers.now;
+        #[cfg(feature = "tls")]
+        let client = matches!(tls, Some(crate::tls::TlsStart::Client(..)));
+        let preamble = crate::conn::Preamble::needed(
+            proxy,
+            #[cfg(feature = "tls")]
+            tls,
+        );
         let c = self
             .conns
             .vacant_entry()
-            .insert(Conn::new(stream, peer, origin, slot, generation, proxy, now));
+            .insert(Conn::new(stream, peer, origin, slot, generation, preamble, now));
         let verdict = if refused {
             std::ops::ControlFlow::Break(CloseReason::Proxy(ProxyError::Untrusted))
-        } else if proxy == ProxyProtocol::Off {
-            self.core.start(key, c)
-        } else {
+        } else if let crate::conn::Phase::Preamble(p) = &mut c.phase {
             let due = Due::Preamble { slot: key, generation };
             let timer = self
                 .core
                 .timers
                 .arm(self.core.config.preamble_timeout, due, Some(&mut c.timers));
-            if let crate::conn::Phase::Preamble(p) = &mut c.phase {
-                p.timer = Some(timer);
+            p.timer = Some(timer);
+            // A TLS client speaks first: its hello goes now. Otherwise the
+            // peer's bytes will come as events.
+            #[cfg(feature = "tls")]
+            if client {
+                let verdict = self.core.handshake(key, c, false);
+                return self.settle(key, verdict);
             }
-            std::ops::ControlFlow::Continue(()) // its bytes will come as events
+            std::ops::ControlFlow::Continue(())
+        } else {
+            self.core.start(key, c)
         };
         self.settle(key, verdict);
     }
+}
+
+/// How a connection came: accepted (with its place under the cap and its
+/// listener's index) by the acceptor, which handed it over, or by this
+/// reactor's own listener; or connected out, with the handler's tag.
+#[derive(Debug)]
+pub(super) enum Via {
+    Acceptor { slot: Slot, listener: usize },
+    Listener { slot: Slot, listener: usize },
+    Connect { tag: u64, tls: crate::conn::ClientTls },
 }
 
 /// Runs user code under `catch_unwind`. A panic is counted and logged — naming

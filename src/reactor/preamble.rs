@@ -31,6 +31,11 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
             let Phase::Preamble(p) = &mut c.phase else {
                 return Continue(());
             };
+            // The header is read (or none is expected): the TLS handshake.
+            #[cfg(feature = "tls")]
+            if p.proxy == ProxyProtocol::Off {
+                return self.handshake(key, c, true);
+            }
             // syscall: read into the reactor's shared buffer, as for any connection
             let n = match c.stream.read(&mut self.scratch) {
                 // Gone before a header: a probe that connected and left, or a
@@ -63,6 +68,9 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
     /// speak first); otherwise its header is late.
     pub(super) fn preamble_late(&mut self, key: usize, c: &mut Conn<H::Conn>) -> Verdict {
         match &c.phase {
+            // The PROXY header is read: the TLS handshake is late.
+            #[cfg(feature = "tls")]
+            Phase::Preamble(p) if p.proxy == ProxyProtocol::Off => Break(CloseReason::Tls(crate::tls::TlsError::Late)),
             Phase::Preamble(p) if p.proxy == ProxyProtocol::Optional && p.buf.is_empty() => {
                 self.open_after_preamble(key, c, None, 0, true)
             }
@@ -83,6 +91,21 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
         len: usize,
         drained: bool,
     ) -> Verdict {
+        if let Some(header) = header {
+            if let Some(client) = header.source() {
+                c.peer = PeerAddr::Tcp(client);
+            }
+            c.proxy = Some(Box::new(header));
+        }
+        // A TLS handshake follows: what came after the header is its first bytes.
+        #[cfg(feature = "tls")]
+        if let Phase::Preamble(p) = &mut c.phase
+            && p.tls.is_some()
+        {
+            p.proxy = ProxyProtocol::Off;
+            p.buf.advance(len);
+            return self.handshake(key, c, !drained);
+        }
         let open = Phase::Open {
             read: Read::Reading,
             write: Write::Open,
@@ -93,12 +116,6 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
         let p = *p;
         if let Some(timer) = p.timer {
             self.timers.remove(timer, Some(&mut c.timers));
-        }
-        if let Some(header) = header {
-            if let Some(client) = header.source() {
-                c.peer = PeerAddr::Tcp(client);
-            }
-            c.proxy = Some(Box::new(header));
         }
         let mut rest = p.buf;
         rest.advance(len);

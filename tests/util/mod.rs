@@ -5,6 +5,8 @@
 
 pub mod example;
 pub mod load;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
