@@ -12,6 +12,15 @@
 //! cargo run --release --example chat -- --connect 127.0.0.1:7879
 //! ```
 //!
+//! With the `tls` feature the server speaks TLS with `--tls-cert PEM --tls-key
+//! PEM` (or `--tls-self-signed`), and the client with `--tls-ca PEM` (the
+//! certificate to trust: the server's own, or its CA's):
+//!
+//! ```text
+//! cargo run --release --example chat --features tls -- --tls-cert cert.pem --tls-key key.pem
+//! cargo run --release --example chat --features tls -- --connect 127.0.0.1:7879 --tls-ca cert.pem
+//! ```
+//!
 //! The protocol is UTF-8 lines (any line client works, `nc` among them):
 //!
 //! | client sends      | reply                                                        |
@@ -34,6 +43,8 @@
 
 #[path = "support/cli.rs"]
 mod cli;
+#[path = "support/tls.rs"]
+mod tls;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -191,19 +202,27 @@ impl Handler for Chat {
 }
 
 const USAGE: &str = "\
-usage: chat [--addr ADDR] [--reactors N]     run the server
-       chat --connect ADDR                   a line client: stdin to ADDR, replies to stdout
+usage: chat [--addr ADDR] [--reactors N] [--tls-cert PEM --tls-key PEM | --tls-self-signed]
+                                             run the server
+       chat --connect ADDR [--tls-ca PEM [--tls-name NAME]]
+                                             a line client: stdin to ADDR, replies to stdout
 
 Options:
   --addr ADDR      address to listen on (default 127.0.0.1:7879; port 0 picks one)
   --reactors N     reactor threads (default: the CPU count)
   --connect ADDR   talk to a chat server at ADDR instead of running one
+  --tls-cert PEM   serve TLS (feature `tls`) with this certificate chain …
+  --tls-key PEM    … and this private key
+  --tls-self-signed
+                   serve TLS with a certificate made at start (its fingerprint is printed)
+  --tls-ca PEM     the client speaks TLS, trusting this certificate (the server's, or its CA's)
+  --tls-name NAME  the name the server's certificate must carry (default: the address)
   -h, --help       print this help";
 
 /// What the command line asks for.
 enum Run {
-    Serve(SocketAddr, usize),
-    Connect(SocketAddr),
+    Serve(SocketAddr, usize, tls::TlsArgs),
+    Connect(SocketAddr, tls::TlsArgs),
 }
 
 fn value(parser: &mut lexopt::Parser) -> Result<String, String> {
@@ -215,9 +234,15 @@ fn parse_args() -> Result<Option<Run>, String> {
     use lexopt::prelude::*;
     let mut addr = SocketAddr::from(([127, 0, 0, 1], 7879));
     let mut reactors = num_cpus::get();
+    let mut connect = None;
+    let mut tls = tls::TlsArgs::default();
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
+            Long(name) if name.starts_with("tls-") => {
+                let name = name.to_string();
+                tls.take(&name, &mut parser)?;
+            }
             Long("addr") => {
                 let v = value(&mut parser)?;
                 addr = v.parse().map_err(|_| format!("invalid address '{v}' for --addr"))?;
@@ -225,7 +250,7 @@ fn parse_args() -> Result<Option<Run>, String> {
             Long("connect") => {
                 let v = value(&mut parser)?;
                 let to = v.parse().map_err(|_| format!("invalid address '{v}' for --connect"))?;
-                return Ok(Some(Run::Connect(to)));
+                connect = Some(to);
             }
             Long("reactors") => {
                 let v = value(&mut parser)?;
@@ -235,45 +260,140 @@ fn parse_args() -> Result<Option<Run>, String> {
             other => return Err(other.unexpected().to_string()),
         }
     }
-    Ok(Some(Run::Serve(addr, reactors)))
+    Ok(Some(match connect {
+        Some(to) => Run::Connect(to, tls),
+        None => Run::Serve(addr, reactors, tls),
+    }))
 }
 
-/// The line client: what is typed goes to the server, what the server sends is
-/// printed. Ends when the server closes, or after stdin ends and the server has
-/// answered (our side is half-closed, so the server sees end of stream).
-fn client(addr: SocketAddr) -> ExitCode {
-    let stream = match std::net::TcpStream::connect(addr) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("chat: cannot connect to {addr}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut to_server = match stream.try_clone() {
-        Ok(s) => s,
+/// The line client, on coreloop too: one reactor, one outbound connection
+/// (TLS with `--tls-ca`). What is typed goes to the server (a thread reads stdin
+/// and sends each line through the handle); what the server sends is printed.
+/// Ends when the server closes, or after stdin ends and the server has answered
+/// (our side is half-closed, so the server sees end of stream).
+fn client(addr: SocketAddr, tls: &tls::TlsArgs) -> ExitCode {
+    let config = match tls::client(tls, addr.ip()) {
+        Ok(config) => config,
         Err(e) => {
             eprintln!("chat: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (tx, events) = std::sync::mpsc::channel();
+    let started = Server::builder()
+        .reactors(1)
+        .start(move |_| LineClient { events: tx.clone() });
+    let engine = match started {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("chat: {}", cli::one_line(&e));
             return ExitCode::FAILURE;
         }
     };
-    std::thread::spawn(move || {
-        // Errors end the copy; the server's reply or close ends the client.
-        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to_server);
-        let _ = to_server.shutdown(std::net::Shutdown::Write);
-    });
-    match std::io::copy(&mut &stream, &mut std::io::stdout().lock()) {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("chat: connection to {addr} failed: {e}");
+    let handle = engine.handle();
+    #[cfg(feature = "tls")]
+    let asked = match config {
+        Some((config, name)) => handle.connect_tls(addr, config, name, 0),
+        None => handle.connect(addr, 0),
+    };
+    #[cfg(not(feature = "tls"))]
+    let asked = {
+        let _: Option<()> = config; // asking for TLS without the feature was refused
+        handle.connect(addr, 0)
+    };
+    if let Err(e) = asked {
+        eprintln!("chat: {}", cli::one_line(&e));
+        return ExitCode::FAILURE;
+    }
+    let code = match events.recv() {
+        Ok(ClientEvent::Open(id)) => {
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                let stdin = std::io::stdin();
+                while matches!(stdin.read_line(&mut line), Ok(n) if n > 0) {
+                    if handle.message(id, Typed::Line(std::mem::take(&mut line))).is_err() {
+                        return;
+                    }
+                }
+                let _ = handle.message(id, Typed::End);
+            });
+            match events.recv() {
+                Ok(ClientEvent::Closed(CloseReason::PeerClosed | CloseReason::Local)) | Err(_) => ExitCode::SUCCESS,
+                Ok(ClientEvent::Closed(why)) => {
+                    eprintln!("chat: connection to {addr} ended: {why}");
+                    ExitCode::FAILURE
+                }
+                Ok(_) => ExitCode::FAILURE,
+            }
+        }
+        Ok(ClientEvent::Failed(e)) => {
+            eprintln!("chat: cannot connect to {addr}: {e}");
             ExitCode::FAILURE
         }
+        _ => ExitCode::FAILURE,
+    };
+    let _ = engine.shutdown(Duration::from_secs(1));
+    code
+}
+
+/// What the line client's connection tells the main thread.
+enum ClientEvent {
+    Open(ConnId),
+    Failed(String),
+    Closed(CloseReason),
+}
+
+/// What the stdin thread tells the connection.
+enum Typed {
+    Line(String),
+    /// Stdin ended: half-close.
+    End,
+}
+
+struct LineClient {
+    events: std::sync::mpsc::Sender<ClientEvent>,
+}
+
+impl Handler<Typed> for LineClient {
+    type Conn = ();
+
+    fn on_open(&mut self, cx: &mut Context<'_, Typed>) {
+        let _ = self.events.send(ClientEvent::Open(cx.id()));
+    }
+
+    fn on_data(&mut self, _: &mut (), _cx: &mut Context<'_, Typed>, input: &mut BytesMut) {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(input).and_then(|()| out.flush());
+        input.clear();
+    }
+
+    fn on_message(&mut self, _: &mut (), cx: &mut Context<'_, Typed>, msg: Typed) {
+        match msg {
+            Typed::Line(line) => cx.write(line.as_bytes()),
+            Typed::End => cx.shutdown_write(),
+        }
+    }
+
+    fn on_close(&mut self, _: (), _cx: &mut Context<'_, Typed>, why: CloseReason) {
+        let _ = self.events.send(ClientEvent::Closed(why));
+    }
+
+    fn on_connect_error(
+        &mut self,
+        _cx: &mut coreloop::ReactorContext<'_, (), Typed>,
+        _tag: u64,
+        _to: &coreloop::Endpoint,
+        e: std::io::Error,
+    ) {
+        let _ = self.events.send(ClientEvent::Failed(e.to_string()));
     }
 }
 
 fn main() -> ExitCode {
-    let (addr, reactors) = match parse_args() {
-        Ok(Some(Run::Serve(addr, reactors))) => (addr, reactors),
-        Ok(Some(Run::Connect(to))) => return client(to),
+    let (addr, reactors, tls) = match parse_args() {
+        Ok(Some(Run::Serve(addr, reactors, tls))) => (addr, reactors, tls),
+        Ok(Some(Run::Connect(to, tls))) => return client(to, &tls),
         Ok(None) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -291,13 +411,30 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let acceptor = match tls::server(&tls, "chat") {
+        Ok(acceptor) => acceptor,
+        Err(e) => {
+            eprintln!("chat: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    #[cfg(feature = "tls")]
+    let listen = match acceptor {
+        Some(acceptor) => coreloop::Listen::tcp(addr).tls(acceptor),
+        None => coreloop::Listen::tcp(addr),
+    };
+    #[cfg(not(feature = "tls"))]
+    let listen = {
+        let _: Option<()> = acceptor; // asking for TLS without the feature was refused
+        coreloop::Listen::tcp(addr)
+    };
     let directory = Arc::new(Mutex::new(Directory::default()));
     let started = Server::builder()
         .reactors(reactors)
         .max_input(MAX_LINE + 1)
         .max_output(4 * 1024 * 1024)
         .idle_timeout(Duration::from_secs(600))
-        .bind(addr)
+        .listen(listen)
         .start(|_| Chat {
             directory: Arc::clone(&directory),
         });

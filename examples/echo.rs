@@ -7,7 +7,8 @@
 //!     [--listen-fds] [--reactors N] [--max-conns N] [--idle-timeout SECS] [--grace SECS]
 //!     [--distribution round-robin|least-conn|reuseport] [--backlog N] [--pin-cores]
 //!     [--stats-interval SECS] [--proxy-protocol off|optional|required]
-//!     [--trusted-proxies CIDR,…] [--handover PATH] [--log LEVEL]
+//!     [--trusted-proxies CIDR,…] [--handover PATH]
+//!     [--tls-cert PEM --tls-key PEM | --tls-self-signed] [--log LEVEL]
 //! ```
 //!
 //! Once listening it prints `listening on ADDR with N reactors` on stdout (several
@@ -33,9 +34,21 @@
 //! (the connections waiting in their accept queue included), and the old one
 //! stops accepting, lets its clients finish for up to `--grace` seconds, and
 //! exits with status 0.
+//!
+//! With the `tls` feature, `--tls-cert PEM --tls-key PEM` serves TLS with that
+//! certificate chain and key, and `--tls-self-signed` with a certificate made at
+//! start for localhost, 127.0.0.1 and ::1, whose SHA-256 fingerprint it prints on
+//! stderr (compare it with what `openssl s_client` shows):
+//!
+//! ```text
+//! cargo run --release --example echo --features tls -- --tls-self-signed
+//! openssl s_client -connect 127.0.0.1:7878 -quiet
+//! ```
 
 #[path = "support/cli.rs"]
 mod cli;
+#[path = "support/tls.rs"]
+mod tls;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -50,7 +63,8 @@ const USAGE: &str = "\
 usage: echo [--addr ADDR] [--unix PATH] [--listen-fds] [--reactors N] [--max-conns N]
             [--idle-timeout SECS] [--grace SECS] [--distribution STRATEGY] [--backlog N]
             [--pin-cores] [--stats-interval SECS] [--proxy-protocol MODE]
-            [--trusted-proxies CIDR,...] [--handover PATH] [--log LEVEL]
+            [--trusted-proxies CIDR,...] [--handover PATH]
+            [--tls-cert PEM --tls-key PEM | --tls-self-signed] [--log LEVEL]
 
 Options:
   --addr ADDR          TCP address to listen on (default 127.0.0.1:7878 unless --unix or
@@ -75,6 +89,10 @@ Options:
   --trusted-proxies CIDR,...
                        peers that may send a PROXY header (default: any); with
                        optional, others' bytes are their own; with required, refused
+  --tls-cert PEM        serve TLS (feature `tls`) with the certificate chain in PEM …
+  --tls-key PEM         … and its private key (PKCS#8, PKCS#1 or SEC1, PEM)
+  --tls-self-signed     serve TLS with a certificate made at start for localhost, 127.0.0.1
+                       and ::1; its SHA-256 fingerprint is printed on stderr
   --handover PATH      zero-downtime restart: take the listening sockets over from the
                        echo serving at PATH, if any (it then drains for up to --grace
                        seconds and exits), and hand them over in turn to the next
@@ -118,6 +136,7 @@ struct Args {
     proxy: ProxyProtocol,
     trusted: Vec<coreloop::ipnet::IpNet>,
     handover: Option<std::path::PathBuf>,
+    tls: tls::TlsArgs,
 }
 
 fn distribution(parser: &mut lexopt::Parser) -> Result<Distribution, String> {
@@ -157,10 +176,15 @@ fn parse_args() -> Result<Option<Args>, String> {
         proxy: ProxyProtocol::Off,
         trusted: Vec::new(),
         handover: None,
+        tls: tls::TlsArgs::default(),
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
+            Long(name) if name.starts_with("tls-") => {
+                let name = name.to_string();
+                args.tls.take(&name, &mut parser)?;
+            }
             Long("addr") => args.addr = Some(value(&mut parser, "--addr", "address")?),
             Long("unix") => args.unix = Some(parser.value().map_err(|e| e.to_string())?.into()),
             Long("listen-fds") => args.listen_fds = true,
@@ -214,11 +238,23 @@ fn parse_args() -> Result<Option<Args>, String> {
 }
 
 /// A listener with the PROXY protocol settings of the command line.
-fn listen(listen: Listen, args: &Args) -> Listen {
-    listen
+/// A listener with the PROXY protocol and TLS settings of the command line.
+#[cfg_attr(not(feature = "tls"), allow(clippy::let_unit_value, unused_variables))]
+fn listen(listen: Listen, args: &Args, tls: Option<&Tls>) -> Listen {
+    let listen = listen
         .proxy_protocol(args.proxy)
-        .trusted_proxies(args.trusted.iter().copied())
+        .trusted_proxies(args.trusted.iter().copied());
+    #[cfg(feature = "tls")]
+    if let Some(acceptor) = tls {
+        return listen.tls(acceptor.clone());
+    }
+    listen
 }
+
+#[cfg(feature = "tls")]
+type Tls = coreloop::TlsAcceptor;
+#[cfg(not(feature = "tls"))]
+type Tls = ();
 
 fn main() -> ExitCode {
     let args = match parse_args() {
@@ -233,6 +269,14 @@ fn main() -> ExitCode {
         }
     };
     cli::init_logging(args.log);
+    let serves_tls = args.tls.serves();
+    let tls = match tls::server(&args.tls, "echo") {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("echo: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let signals = match cli::signals("echo") {
         Ok(s) => s,
         Err(e) => {
@@ -252,13 +296,13 @@ fn main() -> ExitCode {
         builder = builder.handover(path, Duration::from_secs(args.grace));
     }
     if let Some(addr) = args.addr {
-        builder = builder.listen(listen(Listen::tcp(addr), &args));
+        builder = builder.listen(listen(Listen::tcp(addr), &args, tls.as_ref()));
     }
     if let Some(path) = &args.unix {
-        builder = builder.listen(listen(Listen::unix(path), &args));
+        builder = builder.listen(listen(Listen::unix(path), &args, tls.as_ref()));
     }
     if args.listen_fds {
-        builder = builder.listen(listen(Listen::listen_fds(), &args));
+        builder = builder.listen(listen(Listen::listen_fds(), &args, tls.as_ref()));
     }
     let started = builder.start(|_| Echo);
     let server = match started {
@@ -290,8 +334,14 @@ fn main() -> ExitCode {
     match joined {
         Ok(report) => {
             for r in &report.stats.reactors {
+                // With TLS, the handshakes done and the TLS errors too.
+                let tls = if serves_tls {
+                    format!(" tls_handshakes={} tls_errors={}", r.tls_handshakes, r.tls_errors)
+                } else {
+                    String::new()
+                };
                 eprintln!(
-                    "reactor {}: accepted={} closed={} bytes_in={} bytes_out={} panics={} proxy_errors={}",
+                    "reactor {}: accepted={} closed={} bytes_in={} bytes_out={} panics={} proxy_errors={}{tls}",
                     r.reactor, r.accepted, r.closed, r.bytes_in, r.bytes_out, r.panics, r.proxy_errors
                 );
             }

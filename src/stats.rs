@@ -102,7 +102,7 @@ pub struct ReactorStats {
     pub tls_handshakes: u64,
     /// Connections closed for a TLS reason — a failed, late or not-TLS
     /// handshake, a bad record, a truncation
-    /// ([`CloseReason::Tls`](crate::CloseReason::Tls); feature `tls`, 0 without it).
+    /// (`CloseReason::Tls`; feature `tls`, 0 without it).
     pub tls_errors: u64,
 }
 

@@ -160,6 +160,20 @@ fn chat_and_bench_server_say_why_a_bind_failed() {
     }
 }
 
+/// Runs the example's line client with `args`, `stdin` as its input (closed
+/// after it: the client half-closes), and collects its output.
+fn line_client(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    let mut child = std::process::Command::new(example::example_bin("chat"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    example::output_within(child)
+}
+
 /// The example's own line client talks to its server: no `nc` needed.
 #[test]
 fn the_built_in_client_logs_in_and_asks_who_is_online() {
@@ -167,22 +181,92 @@ fn the_built_in_client_logs_in_and_asks_who_is_online() {
     let mut alice = Client::new(&server);
     alice.send("login alice");
     assert_eq!(alice.recv(), "ok");
-    let mut child = std::process::Command::new(example::example_bin("chat"))
-        .args(["--connect", &server.addr.to_string()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"to alice hi\nlogin bob\nlogin bob\nwho\n")
-        .unwrap(); // stdin closes here: the client half-closes, the server answers and closes
-    let out = example::output_within(child);
+    // Stdin ends after these lines: the client half-closes, the server answers and closes.
+    let out = line_client(
+        &["--connect", &server.addr.to_string()],
+        b"to alice hi\nlogin bob\nlogin bob\nwho\n",
+    );
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
         "error not logged in\nok\nerror already logged in\nonline alice bob\n"
+    );
+}
+
+/// With the `tls` feature, the chat server serves TLS from PEM files and its
+/// own line client talks to it through `--tls-ca`; a plaintext client on the
+/// TLS port is closed without a reply.
+#[cfg(feature = "tls")]
+#[test]
+fn server_and_client_speak_tls_from_pem_files() {
+    let pki = util::tls::Pki::new("chat");
+    let dir = util::TempDir::new("chat-tls");
+    let (cert, key, ca) = (dir.path("cert.pem"), dir.path("key.pem"), dir.path("ca.pem"));
+    std::fs::write(&cert, &pki.server.cert_pem).unwrap();
+    std::fs::write(&key, &pki.server.key_pem).unwrap();
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let server = example::start_example(
+        "chat",
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--reactors",
+            "2",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+
+    // A rustls client logs in as alice.
+    let mut alice = util::tls::tls_connect(server.addr, pki.client_config(&[]));
+    alice.write_all(b"login alice\n").unwrap();
+    let mut reply = [0u8; 3];
+    alice.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"ok\n");
+
+    // The built-in client, trusting the CA, checking the certificate's
+    // 127.0.0.1 (by default) and then its `localhost` (with --tls-name).
+    for extra in [&[][..], &["--tls-name", "localhost"][..]] {
+        let addr = server.addr.to_string();
+        let mut args = vec!["--connect", &addr, "--tls-ca", ca.to_str().unwrap()];
+        args.extend(extra);
+        let out = line_client(&args, b"login bob\nto alice over tls\nwho\n");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), "ok\nsent\nonline alice bob\n");
+        let mut line = [0u8; 18];
+        alice.read_exact(&mut line).unwrap();
+        assert_eq!(&line, b"from bob over tls\n");
+    }
+
+    // A client trusting some other CA is refused, and says why.
+    let other = util::tls::Pki::new("chat-other");
+    let other_ca = dir.path("other.pem");
+    std::fs::write(&other_ca, &other.ca_pem).unwrap();
+    let out = line_client(
+        &[
+            "--connect",
+            &server.addr.to_string(),
+            "--tls-ca",
+            other_ca.to_str().unwrap(),
+        ],
+        b"who\n",
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("cannot connect") && stderr.contains("certificate"),
+        "{stderr}"
+    );
+
+    // Plaintext on the TLS port: closed, nothing relayed.
+    let mut plain = Client::new(&server);
+    plain.send("login mallory");
+    let mut rest = Vec::new();
+    let _ = plain.reader.read_to_end(&mut rest);
+    assert!(
+        rest.is_empty() || rest[0] == 0x15,
+        "nothing but a TLS alert before the close: {rest:?}"
     );
 }

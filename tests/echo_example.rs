@@ -70,6 +70,9 @@ fn help_lists_the_options() {
         "--proxy-protocol",
         "--trusted-proxies",
         "--handover",
+        "--tls-cert",
+        "--tls-key",
+        "--tls-self-signed",
         "--log",
     ] {
         assert!(text.contains(option), "{option} missing from:\n{text}");
@@ -78,7 +81,7 @@ fn help_lists_the_options() {
 
 #[test]
 fn bad_options_give_one_line_and_status_two() {
-    let bad: [&[&str]; 15] = [
+    let bad: [&[&str]; 19] = [
         &["--bogus"],
         &["--addr", "not-an-address"],
         &["--reactors", "x"],
@@ -94,6 +97,15 @@ fn bad_options_give_one_line_and_status_two() {
         &["--backlog", "-5"],
         &["--handover", "/tmp/x", "--distribution", "reuseport"],
         &["--handover", "/nonexistent-dir/handover.sock"],
+        &["--tls-cert", "/nonexistent/cert.pem"],
+        &["--tls-self-signed", "--tls-key", "/nonexistent/key.pem"],
+        &["--tls-ca", "/nonexistent/ca.pem"],
+        &[
+            "--tls-cert",
+            "/nonexistent/cert.pem",
+            "--tls-key",
+            "/nonexistent/key.pem",
+        ],
     ];
     for args in bad {
         let out = example::run(args);
@@ -218,4 +230,25 @@ fn handover_restarts_without_a_failed_connection() {
     let (code, lines) = new.finish();
     assert_eq!(code, 0, "{lines:?}");
     assert!(exit_value(&lines, 0, "accepted") + exit_value(&lines, 1, "accepted") >= 100);
+}
+
+/// TLS options say what is wrong in one line: a missing file is named; built
+/// without the feature, asking for TLS names the feature.
+#[test]
+fn tls_options_name_what_is_wrong() {
+    let out = example::run(&[
+        "--tls-cert",
+        "/nonexistent/cert.pem",
+        "--tls-key",
+        "/nonexistent/key.pem",
+    ]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    if cfg!(feature = "tls") {
+        assert!(stderr.contains("--tls-cert /nonexistent/cert.pem"), "{stderr}");
+    } else {
+        assert!(stderr.contains("`tls` feature"), "{stderr}");
+    }
+    let out = example::run(&["--tls-self-signed", "--addr", "999.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -13,6 +13,9 @@ mod balancers;
 mod strace;
 #[path = "peers/systemd.rs"]
 mod systemd;
+#[cfg(feature = "tls")]
+#[path = "peers/tls.rs"]
+mod tls;
 mod util;
 
 use std::io::{Read, Write};
@@ -56,7 +59,7 @@ fn main() {
     args.test_threads.get_or_insert(1);
     // Build the examples before any trial runs them.
     let _ = example_bin("kv");
-    let trials = vec![
+    let mut trials = vec![
         needs(
             "redis_cli_commands_and_a_session",
             &["redis-cli"],
@@ -119,6 +122,16 @@ fn main() {
             strace::proxy_preamble_reads,
         ),
     ];
+    #[cfg(feature = "tls")]
+    trials.extend([
+        needs("tls_openssl_s_client", &["openssl"], "openssl", tls::openssl_s_client),
+        needs("tls_python_ssl", &["python3"], "python3", tls::python_ssl),
+    ]);
+    #[cfg(not(feature = "tls"))]
+    for name in ["tls_openssl_s_client", "tls_python_ssl"] {
+        eprintln!("skipped {name}: built without the `tls` feature (cargo test --features tls)");
+        trials.push(Trial::test(name, || Ok(())).with_ignored_flag(true));
+    }
     libtest_mimic::run(&args, trials).exit();
 }
 

@@ -14,10 +14,13 @@ pub fn example_bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--examples", "--manifest-path", manifest])
-            .status()
-            .expect("run cargo build");
+        // With the features this test was built with (the examples use them too).
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.args(["build", "--quiet", "--examples", "--manifest-path", manifest]);
+        if cfg!(feature = "tls") {
+            cargo.args(["--features", "tls"]);
+        }
+        let status = cargo.status().expect("run cargo build");
         assert!(status.success(), "building the examples failed");
     });
     let mut dir = std::env::current_exe().unwrap();
@@ -110,14 +113,17 @@ pub fn spawn_example(cmd: &mut Command, args: &[&str]) -> Running {
 /// Collects a child's output once it exits, killing it (and failing the test) if
 /// it has not exited within [`DEADLINE`](super::DEADLINE).
 pub fn output_within(mut child: Child) -> Output {
-    let stdout = child.stdout.take();
-    let reader = thread::spawn(move || {
-        let mut out = Vec::new();
-        if let Some(mut s) = stdout {
-            let _ = s.read_to_end(&mut out);
-        }
-        out
-    });
+    fn collect(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<Vec<u8>> {
+        thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(mut s) = pipe {
+                let _ = s.read_to_end(&mut out);
+            }
+            out
+        })
+    }
+    let stdout = collect(child.stdout.take());
+    let stderr = collect(child.stderr.take());
     let end = std::time::Instant::now() + super::DEADLINE;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -131,8 +137,8 @@ pub fn output_within(mut child: Child) -> Output {
     };
     Output {
         status,
-        stdout: reader.join().unwrap(),
-        stderr: Vec::new(),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
     }
 }
 

@@ -16,6 +16,9 @@ use super::DEADLINE;
 pub struct Identity {
     pub cert: CertificateDer<'static>,
     pub key: PrivatePkcs8KeyDer<'static>,
+    /// The certificate and the key in PEM, for programs that read files.
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 impl Identity {
@@ -28,6 +31,7 @@ impl Identity {
 /// `localhost` and 127.0.0.1, and a client certificate.
 pub struct Pki {
     pub ca: CertificateDer<'static>,
+    pub ca_pem: String,
     pub server: Identity,
     pub client: Identity,
 }
@@ -46,10 +50,13 @@ impl Pki {
             Identity {
                 cert: cert.der().clone(),
                 key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+                cert_pem: cert.pem(),
+                key_pem: key.serialize_pem(),
             }
         };
         Pki {
             ca: ca.der().clone(),
+            ca_pem: ca.pem(),
             server: leaf(vec!["localhost".into(), "127.0.0.1".into()]),
             client: leaf(vec!["client.test".into()]),
         }
