@@ -23,7 +23,7 @@
 //! connection, beside tokio-rustls.
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io::{self, BufRead};
 use std::sync::{Arc, RwLock};
 
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -292,13 +292,17 @@ impl Session {
                     return Err(TlsError::of(&e, self.conn.is_handshaking()));
                 }
             };
-            let n = state.plaintext_bytes_to_read();
-            if n > 0 {
-                let start = plain.len();
-                plain.resize(start + n, 0);
-                let got = self.conn.reader().read(&mut plain[start..]).unwrap_or(0);
-                plain.truncate(start + got);
-                fed.plaintext += got;
+            if state.plaintext_bytes_to_read() > 0 {
+                // Straight from rustls's buffer into the input: one copy.
+                let mut reader = self.conn.reader();
+                while let Ok(chunk) = reader.fill_buf()
+                    && !chunk.is_empty()
+                {
+                    let n = chunk.len();
+                    plain.extend_from_slice(chunk);
+                    reader.consume(n);
+                    fed.plaintext += n;
+                }
             }
             fed.closed = state.peer_has_closed();
         }

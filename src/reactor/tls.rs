@@ -89,13 +89,15 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
         }
         loop {
             let Some(tls) = c.tls.as_mut() else { return Continue(()) };
+            if !tls.is_handshaking() {
+                // What the handshake still has to send (a server's session
+                // tickets) goes with the handler's first reply.
+                return self.handshake_done(key, c, read);
+            }
             // syscall: writev of the handshake's records, when it has some to send
             match tls.flush(&mut c.stream) {
                 Ok(n) => bump(&self.counters.bytes_out, n as u64),
                 Err(e) => return Break(CloseReason::Io(e.kind())),
-            }
-            if !tls.is_handshaking() {
-                return self.handshake_done(key, c, read);
             }
             if !read {
                 return Continue(());
@@ -145,6 +147,15 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
         self.start(key, c)?;
         if c.is_open() && !c.input.is_empty() {
             self.deliver(key, c, 0)?;
+        }
+        // The handshake's last records, when no reply took them along.
+        // syscall: writev, only then
+        if c.is_open()
+            && let Some(tls) = c.tls.as_mut()
+            && tls.wants_write()
+            && let Err(e) = self.flush_tls(c)
+        {
+            return Break(CloseReason::Io(e.kind()));
         }
         if read { self.read(key, c) } else { Continue(()) }
     }
@@ -235,7 +246,9 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
     pub(super) fn send_staged_tls(&mut self, key: usize, c: &mut Conn<H::Conn>) -> Verdict {
         let total = self.out.len();
         let Some(tls) = c.tls.as_mut() else { return Continue(()) };
-        let taken = if c.output.is_empty() && !tls.wants_write() {
+        // Records waiting in rustls (a handshake's last ones, say) are no
+        // reason to queue: rustls appends after them, within its limit.
+        let taken = if c.output.is_empty() {
             match self.out.as_contiguous() {
                 Some(buf) => tls.encrypt(buf),
                 None => {
@@ -245,7 +258,7 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
                 }
             }
         } else {
-            0 // records or plaintext wait already: queue behind them, in order
+            0 // plaintext waits already: queue behind it, in order
         };
         if taken == total {
             self.out.clear();
