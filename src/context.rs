@@ -330,6 +330,24 @@ impl<'a, M: Send + 'static> Context<'a, M> {
         self.scope.handle.connect_on(self.reactor(), to, tag)
     }
 
+    /// Opens an outbound TLS connection on this reactor (see
+    /// [`Handle::connect_tls`]; feature `tls`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Handle::connect_on`].
+    #[cfg(feature = "tls")]
+    pub fn connect_tls(
+        &self,
+        to: impl Into<Endpoint>,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        server_name: rustls::pki_types::ServerName<'static>,
+        tag: u64,
+    ) -> Result<()> {
+        let reactor = self.reactor();
+        self.scope.handle.connect_tls_on(reactor, to, config, server_name, tag)
+    }
+
     /// A handle to the whole server, usable from any thread.
     pub fn handle(&self) -> &Handle<M> {
         self.scope.handle

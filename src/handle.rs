@@ -375,10 +375,13 @@ impl<M: Send + 'static> Handle<M> {
     /// certificate), and the handler's `on_open` runs once it is done — the
     /// handler then sees plaintext, and [`Context::tls`](crate::Context::tls)
     /// what was negotiated. A failed handshake (a certificate that does not
-    /// verify, say) closes the connection before `on_open` with
-    /// [`CloseReason::Tls`](crate::CloseReason::Tls), counted in
-    /// [`ReactorStats::tls_errors`](crate::ReactorStats::tls_errors); the
-    /// handler is not told of it, as of any connection it never saw open.
+    /// verify, say) closes the connection before `on_open`, counted in
+    /// [`ReactorStats::tls_errors`](crate::ReactorStats::tls_errors), and
+    /// reaches [`Handler::on_connect_error`](crate::Handler::on_connect_error)
+    /// as an error of kind [`InvalidData`](std::io::ErrorKind::InvalidData)
+    /// naming the [`TlsError`](crate::TlsError) (`TLS: certificate refused`);
+    /// the handshake must finish within
+    /// [`Builder::preamble_timeout`](crate::Builder::preamble_timeout).
     ///
     /// # Errors
     ///
@@ -392,6 +395,23 @@ impl<M: Send + 'static> Handle<M> {
         tag: u64,
     ) -> Result<()> {
         let reactor = self.next_connect_reactor()?;
+        self.connect_tls_on(reactor, to, config, server_name, tag)
+    }
+
+    /// Like [`connect_tls`](Self::connect_tls), on the given reactor.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_on`](Self::connect_on).
+    #[cfg(feature = "tls")]
+    pub fn connect_tls_on(
+        &self,
+        reactor: usize,
+        to: impl Into<Endpoint>,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        server_name: rustls::pki_types::ServerName<'static>,
+        tag: u64,
+    ) -> Result<()> {
         let tls = Some(crate::tls::TlsStart::Client(config, server_name));
         let (to, from) = (to.into(), None);
         self.command(reactor, Command::Connect { to, from, tag, tls })

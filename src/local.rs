@@ -216,6 +216,23 @@ impl<'a, S, M: Send + 'static> ReactorContext<'a, S, M> {
         self.handle.connect_on(self.index, to, tag)
     }
 
+    /// Opens an outbound TLS connection on this reactor (see
+    /// [`Handle::connect_tls`]; feature `tls`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Handle::connect_on`].
+    #[cfg(feature = "tls")]
+    pub fn connect_tls(
+        &self,
+        to: impl Into<Endpoint>,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        server_name: rustls::pki_types::ServerName<'static>,
+        tag: u64,
+    ) -> Result<()> {
+        self.handle.connect_tls_on(self.index, to, config, server_name, tag)
+    }
+
     fn open_conn(&mut self, id: ConnId) -> Option<&mut Conn<S>> {
         let index = self.index;
         self.conns
