@@ -11,19 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
-DUR=${DUR:-3}
-WARM=${WARM:-1}
-THREADS=${THREADS:-2}
-OUT=${OUT:-target/bench-distribution}
-mkdir -p "$OUT"
-rm -f "$OUT"/runs.jsonl
-
-cargo build --release --quiet --example bench_server --example loadgen
-BIN=target/release/examples
-KINDS=(coreloop coreloop-leastconn coreloop-reuseport tokio)
-
 # shellcheck source=scripts/servers.sh
 source scripts/servers.sh
+setup target/bench-distribution --example bench_server --example loadgen
+KINDS=(coreloop coreloop-leastconn coreloop-reuseport tokio)
 
 SCENARIOS=(
   "100x64|echo --conns 100 --inflight 1 --size 64"

@@ -11,16 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
-DUR=${DUR:-3}
-WARM=${WARM:-1}
-THREADS=${THREADS:-2}
-OUT=${OUT:-target/bench_proxy}
-mkdir -p "$OUT"
-rm -f "$OUT"/*.jsonl
-cargo build --release --quiet --example echo --example loadgen
-BIN=target/release/examples
 # shellcheck source=scripts/servers.sh
 source scripts/servers.sh
+setup target/bench_proxy --example echo --example loadgen
 
 CASES=(
   "off|echo-shipped|"

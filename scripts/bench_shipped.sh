@@ -9,16 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
-DUR=${DUR:-3}
-WARM=${WARM:-1}
-THREADS=${THREADS:-2}
-OUT=${OUT:-target/bench_shipped}
-mkdir -p "$OUT"
-rm -f "$OUT"/*.jsonl
-cargo build --release --quiet --example bench_server --example echo --example loadgen
-BIN=target/release/examples
 # shellcheck source=scripts/servers.sh
 source scripts/servers.sh
+setup target/bench_shipped --example bench_server --example echo --example loadgen
 
 SCENARIOS=(
   "1x64|echo --conns 1 --inflight 1 --size 64"

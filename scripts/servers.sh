@@ -1,5 +1,20 @@
-# Shared by scripts/bench.sh and scripts/bench_distribution.sh (sourced).
-# Expects BIN, THREADS and OUT (and, for measure, DUR and WARM) to be set.
+# Shared by the bench scripts (sourced): setup, starting and stopping the
+# compared servers, and one measured loadgen run.
+
+# setup OUT EXAMPLE-ARGS...: the defaults every script shares (DUR, WARM,
+# THREADS; each may be set from the environment, OUT too), a fresh output
+# directory, and the release build of the examples the script runs.
+setup() {
+  DUR=${DUR:-3}
+  WARM=${WARM:-1}
+  THREADS=${THREADS:-2}
+  OUT=${OUT:-$1}
+  shift
+  mkdir -p "$OUT"
+  rm -f "$OUT"/*.jsonl
+  cargo build --release --quiet "$@"
+  BIN=target/release/examples
+}
 
 start_server() { # kind -> sets SPID, SADDR
   case $1 in
@@ -10,6 +25,8 @@ start_server() { # kind -> sets SPID, SADDR
     # The echo example behind a balancer: every connection must open with a
     # PROXY header (loadgen --proxy-header v1|v2 sends one).
     echo-proxy) "$BIN/echo" --addr 127.0.0.1:0 --reactors "$THREADS" --proxy-protocol required >"$OUT/banner.txt" 2>/dev/null & ;;
+    # The TLS servers write the certificate they serve for loadgen --tls-ca.
+    coreloop-tls|tokio-tls) "$BIN/bench_server" --kind "$1" --threads "$THREADS" --tls-ca-out "$OUT/ca.pem" >"$OUT/banner.txt" & ;;
     *) "$BIN/bench_server" --kind "$1" --threads "$THREADS" >"$OUT/banner.txt" & ;;
   esac
   SPID=$!
@@ -33,4 +50,6 @@ measure() {
 }
 
 # A failed step ends the script (set -e): never leave a server running behind it.
-trap '[ -n "${SPID:-}" ] && kill -TERM "$SPID" 2>/dev/null; true' EXIT
+# (`|| true`: under set -e a failed kill of a server already gone would end the
+# trap, and the script, with status 1.)
+trap 'if [ -n "${SPID:-}" ]; then kill -TERM "$SPID" 2>/dev/null || true; fi' EXIT

@@ -5,7 +5,9 @@
 //! - tokio: the multi-thread runtime with N workers, a task per connection, a
 //!   4 KiB buffer, `read` + `write_all` — the idiomatic baseline;
 //! - raw mio: N threads, each with its own `SO_REUSEPORT` listener and `Poll`, no
-//!   library around it — the near-limit floor a library can approach.
+//!   library around it — the near-limit floor a library can approach;
+//! - with the `tls` feature, coreloop serving TLS and tokio with tokio-rustls, both
+//!   from the same `rustls::ServerConfig` (see [`tls`]).
 #![allow(dead_code)] // each user takes the servers it needs
 
 use std::io::{self, Read, Write};
@@ -44,6 +46,10 @@ pub enum Kind {
     CoreloopReusePort,
     Tokio,
     Mio,
+    /// coreloop serving TLS (`Listen::tls`), round-robin.
+    CoreloopTls,
+    /// tokio with tokio-rustls: a task per connection, as [`Kind::Tokio`].
+    TokioTls,
 }
 
 impl Kind {
@@ -54,6 +60,8 @@ impl Kind {
             "coreloop-reuseport" => Some(Kind::CoreloopReusePort),
             "tokio" => Some(Kind::Tokio),
             "mio" => Some(Kind::Mio),
+            "coreloop-tls" => Some(Kind::CoreloopTls),
+            "tokio-tls" => Some(Kind::TokioTls),
             _ => None,
         }
     }
@@ -65,7 +73,14 @@ impl Kind {
             Kind::CoreloopReusePort => "coreloop-reuseport",
             Kind::Tokio => "tokio",
             Kind::Mio => "mio",
+            Kind::CoreloopTls => "coreloop-tls",
+            Kind::TokioTls => "tokio-tls",
         }
+    }
+
+    /// Whether this server speaks TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Kind::CoreloopTls | Kind::TokioTls)
     }
 }
 
@@ -109,6 +124,26 @@ impl Running {
                 Running::Tokio(rt, addr)
             }
             Kind::Mio => Running::Mio(MioEcho::start(threads, addr)?),
+            #[cfg(feature = "tls")]
+            Kind::CoreloopTls => Running::Coreloop(
+                Server::builder()
+                    .reactors(threads)
+                    .max_connections(1 << 20)
+                    .listen(coreloop::Listen::tcp(addr).tls(tls::server_config()))
+                    .start(|_| Echo)
+                    .map_err(io::Error::other)?,
+            ),
+            #[cfg(feature = "tls")]
+            Kind::TokioTls => {
+                let (rt, addr) = tls::tokio_echo(threads, addr)?;
+                Running::Tokio(rt, addr)
+            }
+            #[cfg(not(feature = "tls"))]
+            Kind::CoreloopTls | Kind::TokioTls => {
+                return Err(io::Error::other(
+                    "the TLS servers need the `tls` feature (--features tls)",
+                ));
+            }
         })
     }
 
@@ -133,7 +168,20 @@ impl Running {
 
 /// tokio: task per connection, 4 KiB buffer, `read` + `write_all`.
 pub fn tokio_echo(threads: usize, addr: SocketAddr) -> io::Result<(tokio::runtime::Runtime, SocketAddr)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tokio_serve(threads, addr, tokio_echo_loop)
+}
+
+/// A tokio runtime with `threads` workers whose listener at `addr` spawns
+/// `serve` for each accepted connection (`TCP_NODELAY` set).
+pub fn tokio_serve<F, Fut>(
+    threads: usize,
+    addr: SocketAddr,
+    serve: F,
+) -> io::Result<(tokio::runtime::Runtime, SocketAddr)>
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_io()
@@ -142,26 +190,31 @@ pub fn tokio_echo(threads: usize, addr: SocketAddr) -> io::Result<(tokio::runtim
     let addr = listener.local_addr()?;
     rt.spawn(async move {
         loop {
-            let Ok((mut s, _)) = listener.accept().await else {
+            let Ok((s, _)) = listener.accept().await else {
                 continue;
             };
             let _ = s.set_nodelay(true);
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                loop {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => {
-                            if s.write_all(&buf[..n]).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
+            tokio::spawn(serve(s));
         }
     });
     Ok((rt, addr))
+}
+
+/// One tokio connection's echo: a 4 KiB buffer, `read`, `write_all` and a
+/// `flush` (nothing for a socket; what sends the records of a TLS stream).
+async fn tokio_echo_loop<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).await.is_err() || s.flush().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// The raw-mio reference: N threads, each its own `SO_REUSEPORT` listener and
@@ -315,5 +368,98 @@ fn mio_loop(mut poll: Poll, listener: TcpListener, stop: &AtomicBool) {
                 }
             }
         }
+    }
+}
+
+/// The TLS setup both TLS servers share: one self-signed certificate for
+/// `localhost` and 127.0.0.1 with an ECDSA P-256 key (rcgen's default), made
+/// once per process; TLS 1.3 only; rustls's ring provider (the one coreloop's
+/// `tls` feature and tokio-rustls are built with here). Server and client
+/// configurations are made once, so session tickets and resumption stay off the
+/// measured path unless a client keeps its own configuration between connects.
+#[cfg(feature = "tls")]
+pub mod tls {
+    use std::io;
+    use std::net::SocketAddr;
+    use std::sync::{Arc, OnceLock};
+
+    use coreloop::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use coreloop::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+
+    struct Identity {
+        cert: CertificateDer<'static>,
+        pem: String,
+        server: Arc<ServerConfig>,
+        client: Arc<ClientConfig>,
+    }
+
+    fn identity() -> &'static Identity {
+        static ID: OnceLock<Identity> = OnceLock::new();
+        ID.get_or_init(|| {
+            let names = vec!["localhost".to_string(), "127.0.0.1".into()];
+            let made = rcgen::generate_simple_self_signed(names).expect("make a certificate");
+            let cert = made.cert.der().clone();
+            let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.signing_key.serialize_der()));
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let server = ServerConfig::builder_with_provider(Arc::clone(&provider))
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .expect("TLS 1.3")
+                .with_no_client_auth()
+                .with_single_cert(vec![cert.clone()], key)
+                .expect("the certificate and key");
+            let mut roots = RootCertStore::empty();
+            roots.add(cert.clone()).expect("trust the certificate");
+            let client = ClientConfig::builder_with_provider(provider)
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .expect("TLS 1.3")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Identity {
+                pem: made.cert.pem(),
+                cert,
+                server: Arc::new(server),
+                client: Arc::new(client),
+            }
+        })
+    }
+
+    /// The server configuration both TLS servers use.
+    pub fn server_config() -> Arc<ServerConfig> {
+        Arc::clone(&identity().server)
+    }
+
+    /// A client configuration trusting the servers' certificate.
+    pub fn client_config() -> Arc<ClientConfig> {
+        Arc::clone(&identity().client)
+    }
+
+    /// The servers' certificate, in PEM (for a client in another process).
+    pub fn cert_pem() -> &'static str {
+        &identity().pem
+    }
+
+    /// The servers' certificate.
+    pub fn cert() -> CertificateDer<'static> {
+        identity().cert.clone()
+    }
+
+    /// The name clients check the certificate against.
+    pub fn server_name() -> ServerName<'static> {
+        ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// tokio + tokio-rustls: as [`tokio_echo`](super::tokio_echo) (task per
+    /// connection, 4 KiB buffer, `read` + `write_all`), with the handshake and a
+    /// flush after each write.
+    pub fn tokio_echo(threads: usize, addr: SocketAddr) -> io::Result<(tokio::runtime::Runtime, SocketAddr)> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_config());
+        super::tokio_serve(threads, addr, move |s| {
+            let acceptor = acceptor.clone();
+            async move {
+                if let Ok(s) = acceptor.accept(s).await {
+                    super::tokio_echo_loop(s).await;
+                }
+            }
+        })
     }
 }

@@ -7,7 +7,7 @@
 //! cargo run --release --example loadgen -- hold --addr A --conns N [--hold T] [--sources K]
 //! cargo run --release --example loadgen -- pubsub --addr A --conns N [--inflight W] [--size S]
 //!     [--duration D] [--warmup W]
-//! common: [--reactors R] [--server-pid PID] [--json]
+//! common: [--reactors R] [--server-pid PID] [--json] [--proxy-header v1|v2] [--tls-ca PEM]
 //! ```
 //!
 //! - `echo`: C connections, P messages of S bytes in flight on each; every echoed
@@ -25,6 +25,10 @@
 //!   way to all of them; every delivered byte is checked. Reports messages fanned
 //!   out per second and deliveries per second (`pubsub.rs`).
 //!
+//! With `--tls-ca PEM` (feature `tls`) the echo, connrate and hold modes speak
+//! TLS, trusting that certificate: each connect is then a TCP connect and a TLS
+//! handshake, and `on_open` runs once the handshake is done.
+//!
 //! With `--server-pid PID` it also reports that process's CPU time per operation
 //! over the measured window (from `/proc/PID/stat`: user + system, and user alone).
 //! Output is a table, or one JSON line with `--json`. Exit status 1 if any byte was
@@ -39,6 +43,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod pubsub;
+#[path = "../support/tls.rs"]
+mod tls;
 
 use bytes::{Buf, Bytes, BytesMut};
 use coreloop::{CloseReason, Context, Endpoint, Handler, ReactorContext, Server};
@@ -49,7 +55,7 @@ usage: loadgen echo --addr A [--conns C] [--inflight P] [--size S] [--duration D
        loadgen connrate --addr A [--clients K] [--duration D] [--warmup W]
        loadgen hold --addr A --conns N [--hold T] [--sources K]
        loadgen pubsub --addr A --conns N [--inflight W] [--size S] [--duration D] [--warmup W]
-common options: [--reactors R] [--server-pid PID] [--json] [--proxy-header v1|v2]
+common options: [--reactors R] [--server-pid PID] [--json] [--proxy-header v1|v2] [--tls-ca PEM]
 
 Modes:
   echo        C connections, P messages of S bytes in flight on each (defaults 1, 1,
@@ -69,6 +75,8 @@ Options:
   --json            one JSON line instead of a table
   --proxy-header V  open each connection with a PROXY protocol header, v1 or v2 (for a
                     server behind a balancer: `echo --proxy-protocol required`)
+  --tls-ca PEM      speak TLS (feature `tls`; echo, connrate, hold), trusting this
+                    certificate; --tls-name NAME checks it for NAME, not the address
   -h, --help        print this help
 
 Exit status: 0 clean, 1 a byte was wrong or a connection failed (the run stops at
@@ -109,6 +117,17 @@ struct Cfg {
     /// A PROXY protocol header to open each connection with (connrate), in
     /// the same write as its first message, as a balancer sends it.
     proxy_header: Option<Bytes>,
+    /// TLS for every connection (`--tls-ca`).
+    tls: Option<tls::ClientTls>,
+}
+
+/// Opens one connection on `reactor`: TLS with `--tls-ca`, plain otherwise.
+fn dial(cfg: &Cfg, handle: &coreloop::Handle, reactor: usize, tag: u64) -> coreloop::Result<()> {
+    #[cfg(feature = "tls")]
+    if let Some((config, name)) = &cfg.tls {
+        return handle.connect_tls_on(reactor, cfg.addr, Arc::clone(config), name.clone(), tag);
+    }
+    handle.connect_on(reactor, cfg.addr, tag)
 }
 
 /// What every client reactor adds to.
@@ -240,7 +259,7 @@ impl Handler for Client {
         }
         if self.cfg.mode == Mode::ConnRate && !self.totals.stop.load(Relaxed) {
             let tag = self.base.elapsed().as_nanos() as u64;
-            let _ = cx.connect(self.cfg.addr, tag);
+            let _ = dial(&self.cfg, cx.handle(), cx.reactor(), tag);
         }
         self.flush_latencies();
     }
@@ -264,7 +283,12 @@ impl Handler for Client {
         self.totals.errors.fetch_add(1, Relaxed);
         eprintln!("loadgen: connect to {to} failed: {error}");
         if self.cfg.mode == Mode::ConnRate {
-            let _ = cx.connect(self.cfg.addr, self.base.elapsed().as_nanos() as u64);
+            let _ = dial(
+                &self.cfg,
+                cx.handle(),
+                cx.reactor(),
+                self.base.elapsed().as_nanos() as u64,
+            );
         }
     }
 }
@@ -338,7 +362,7 @@ fn run(cfg: Cfg) -> Result<bool, String> {
                 let from = SocketAddr::from(([127, 0, 0, 1 + (i % cfg.sources as usize) as u8], 0));
                 handle.connect_from(cfg.addr, from, tag).map_err(|e| e.to_string())?;
             } else {
-                handle.connect(cfg.addr, tag).map_err(|e| e.to_string())?;
+                dial(&cfg, &handle, i % cfg.reactors, tag).map_err(|e| e.to_string())?;
             }
         }
         if cfg.mode == Mode::Hold {
@@ -476,7 +500,9 @@ fn parse() -> Result<Option<Cfg>, String> {
         server_pid: None,
         json: false,
         proxy_header: None,
+        tls: None,
     };
+    let mut tls_args = tls::TlsArgs::default();
     fn num<T: std::str::FromStr>(p: &mut lexopt::Parser, name: &str) -> Result<T, String> {
         let v = p.value().map_err(|e| e.to_string())?;
         let v = v.to_string_lossy();
@@ -504,9 +530,17 @@ fn parse() -> Result<Option<Cfg>, String> {
                     other => return Err(format!("invalid version '{other}' for --proxy-header (v1 or v2)")),
                 });
             }
+            Long(name) if name.starts_with("tls-") => {
+                let name = name.to_string();
+                tls_args.take(&name, &mut parser)?;
+            }
             Short('h') | Long("help") => return Ok(None),
             other => return Err(other.unexpected().to_string()),
         }
+    }
+    cfg.tls = tls::client(&tls_args, cfg.addr.ip())?;
+    if cfg.tls.is_some() && (cfg.mode == Mode::PubSub || cfg.sources > 1) {
+        return Err("--tls-ca is for the echo, connrate and hold modes, from one source address".into());
     }
     if cfg.conns == 0 {
         return Err("--conns (or --clients) must be at least 1".into());

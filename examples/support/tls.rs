@@ -117,6 +117,10 @@ pub type ClientTls = (
     coreloop::rustls::pki_types::ServerName<'static>,
 );
 
+/// Without the feature there is never a client configuration.
+#[cfg(not(feature = "tls"))]
+pub type ClientTls = ();
+
 fn check_client(args: &TlsArgs) -> Result<(), String> {
     if args.serves() {
         return Err("--tls-cert, --tls-key and --tls-self-signed are a server's options".into());
@@ -144,14 +148,17 @@ pub fn client(args: &TlsArgs, to: std::net::IpAddr) -> Result<Option<ClientTls>,
         let cert = cert.map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?;
         roots.add(cert).map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?;
     }
-    let config = coreloop::rustls::ClientConfig::builder()
+    let mut config = coreloop::rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    // Every connection a full handshake: what a load generator measures (and
+    // the chat client opens one connection anyway).
+    config.resumption = coreloop::rustls::client::Resumption::disabled();
     Ok(Some((std::sync::Arc::new(config), name)))
 }
 
 #[cfg(not(feature = "tls"))]
-pub fn client(args: &TlsArgs, _to: std::net::IpAddr) -> Result<Option<()>, String> {
+pub fn client(args: &TlsArgs, _to: std::net::IpAddr) -> Result<Option<ClientTls>, String> {
     check_client(args)?;
     if args.ca.is_some() {
         return Err(NO_TLS.into());

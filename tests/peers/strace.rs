@@ -64,10 +64,12 @@ fn reads_for(send: Send, dir: &TempDir) -> Result<usize, Failed> {
     let (status, lines) = echo.finish();
     check(status == 0, || format!("echo exited with {status}: {lines:?}"))?;
     let text = std::fs::read_to_string(&trace)?;
-    // The connection's descriptor, from the one accept that returned one.
+    // The connection's descriptor, from the one accept that returned one (its
+    // line may be split by another thread's call: `accept4(5, <unfinished ...>`
+    // and, later, `<... accept4 resumed>…) = 11`).
     let fd = text
         .lines()
-        .filter(|l| l.contains("accept4(") && !l.contains("= -1"))
+        .filter(|l| l.contains("accept4") && !l.contains("<unfinished") && !l.contains("= -1"))
         .find_map(|l| l.rsplit_once("= ").and_then(|(_, fd)| fd.trim().parse::<u32>().ok()))
         .ok_or_else(|| format!("no accept in the trace: {text}"))?;
     Ok(text.lines().filter(|l| l.contains(&format!("recvfrom({fd}, "))).count())
