@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example bench_server -- --kind coreloop|coreloop-leastconn|coreloop-reuseport|tokio|mio [--threads N] [--addr A]
-//! cargo run --release --example bench_server --features tls -- --kind coreloop-tls|tokio-tls --tls-ca-out PEM [--threads N] [--addr A]
+//! cargo run --release --example bench_server --features tls -- --kind coreloop-tls|coreloop-tls-reuseport|tokio-tls --tls-ca-out PEM [--threads N] [--addr A]
 //! ```
 //!
 //! Prints `listening on ADDR with N reactors` (threads, for tokio and mio), serves
@@ -38,7 +38,7 @@ struct Args {
 
 const USAGE: &str =
     "usage: bench_server --kind coreloop|coreloop-leastconn|coreloop-reuseport|tokio|mio [--threads N] [--addr A]
-       bench_server --kind coreloop-tls|tokio-tls --tls-ca-out PEM [--threads N] [--addr A]   (feature tls)";
+       bench_server --kind coreloop-tls|coreloop-tls-reuseport|tokio-tls --tls-ca-out PEM [--threads N] [--addr A]   (feature tls)";
 
 fn parse() -> Result<Args, String> {
     use lexopt::prelude::*;
@@ -52,7 +52,7 @@ fn parse() -> Result<Args, String> {
             Long("kind") => {
                 let v = value(&mut parser, "--kind")?;
                 kind = servers::Kind::parse(&v).ok_or(format!(
-                    "unknown kind '{v}' (coreloop, coreloop-leastconn, coreloop-reuseport, tokio, mio, coreloop-tls, tokio-tls)"
+                    "unknown kind '{v}' (coreloop, coreloop-leastconn, coreloop-reuseport, tokio, mio, coreloop-tls, coreloop-tls-reuseport, tokio-tls)"
                 ))?;
             }
             Long("threads") => {
@@ -70,7 +70,10 @@ fn parse() -> Result<Args, String> {
         }
     }
     if kind.is_tls() != ca_out.is_some() {
-        return Err("--tls-ca-out goes with the TLS kinds (coreloop-tls, tokio-tls), and they need it".into());
+        return Err(
+            "--tls-ca-out goes with the TLS kinds (coreloop-tls, coreloop-tls-reuseport, tokio-tls), and they need it"
+                .into(),
+        );
     }
     Ok(Args {
         kind,

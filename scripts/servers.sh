@@ -26,7 +26,7 @@ start_server() { # kind -> sets SPID, SADDR
     # PROXY header (loadgen --proxy-header v1|v2 sends one).
     echo-proxy) "$BIN/echo" --addr 127.0.0.1:0 --reactors "$THREADS" --proxy-protocol required >"$OUT/banner.txt" 2>/dev/null & ;;
     # The TLS servers write the certificate they serve for loadgen --tls-ca.
-    coreloop-tls|tokio-tls) "$BIN/bench_server" --kind "$1" --threads "$THREADS" --tls-ca-out "$OUT/ca.pem" >"$OUT/banner.txt" & ;;
+    coreloop-tls|coreloop-tls-reuseport|tokio-tls) "$BIN/bench_server" --kind "$1" --threads "$THREADS" --tls-ca-out "$OUT/ca.pem" >"$OUT/banner.txt" & ;;
     *) "$BIN/bench_server" --kind "$1" --threads "$THREADS" >"$OUT/banner.txt" & ;;
   esac
   SPID=$!

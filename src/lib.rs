@@ -66,7 +66,8 @@
 //! [`guide::writing_a_protocol`] builds a Redis-protocol server from these, step
 //! by step. [`guide::scaling_out`] runs servers behind HAProxy or nginx with the
 //! PROXY protocol ([`Listen::proxy_protocol`]) and restarts them without
-//! dropping a connection ([`Builder::handover`]).
+//! dropping a connection ([`Builder::handover`]). [`guide::tls`] serves TLS on
+//! the reactors with rustls (cargo feature `tls`).
 //!
 //! ## Example: an echo server
 //!

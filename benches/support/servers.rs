@@ -48,6 +48,8 @@ pub enum Kind {
     Mio,
     /// coreloop serving TLS (`Listen::tls`), round-robin.
     CoreloopTls,
+    /// coreloop serving TLS with `Distribution::ReusePort`.
+    CoreloopTlsReusePort,
     /// tokio with tokio-rustls: a task per connection, as [`Kind::Tokio`].
     TokioTls,
 }
@@ -61,6 +63,7 @@ impl Kind {
             "tokio" => Some(Kind::Tokio),
             "mio" => Some(Kind::Mio),
             "coreloop-tls" => Some(Kind::CoreloopTls),
+            "coreloop-tls-reuseport" => Some(Kind::CoreloopTlsReusePort),
             "tokio-tls" => Some(Kind::TokioTls),
             _ => None,
         }
@@ -74,13 +77,14 @@ impl Kind {
             Kind::Tokio => "tokio",
             Kind::Mio => "mio",
             Kind::CoreloopTls => "coreloop-tls",
+            Kind::CoreloopTlsReusePort => "coreloop-tls-reuseport",
             Kind::TokioTls => "tokio-tls",
         }
     }
 
     /// Whether this server speaks TLS.
     pub fn is_tls(self) -> bool {
-        matches!(self, Kind::CoreloopTls | Kind::TokioTls)
+        matches!(self, Kind::CoreloopTls | Kind::CoreloopTlsReusePort | Kind::TokioTls)
     }
 }
 
@@ -125,9 +129,13 @@ impl Running {
             }
             Kind::Mio => Running::Mio(MioEcho::start(threads, addr)?),
             #[cfg(feature = "tls")]
-            Kind::CoreloopTls => Running::Coreloop(
+            Kind::CoreloopTls | Kind::CoreloopTlsReusePort => Running::Coreloop(
                 Server::builder()
                     .reactors(threads)
+                    .distribution(match kind {
+                        Kind::CoreloopTlsReusePort => coreloop::Distribution::ReusePort,
+                        _ => coreloop::Distribution::RoundRobin,
+                    })
                     .max_connections(1 << 20)
                     .listen(coreloop::Listen::tcp(addr).tls(tls::server_config()))
                     .start(|_| Echo)
@@ -139,7 +147,7 @@ impl Running {
                 Running::Tokio(rt, addr)
             }
             #[cfg(not(feature = "tls"))]
-            Kind::CoreloopTls | Kind::TokioTls => {
+            Kind::CoreloopTls | Kind::CoreloopTlsReusePort | Kind::TokioTls => {
                 return Err(io::Error::other(
                     "the TLS servers need the `tls` feature (--features tls)",
                 ));

@@ -2,4 +2,5 @@
 //! module holding documentation only.
 
 pub mod scaling_out;
+pub mod tls;
 pub mod writing_a_protocol;
