@@ -21,6 +21,9 @@
 //!
 //! Nothing here is done per I/O event: the reactor reads the clock once per loop
 //! turn, and only while timers are armed.
+//!
+//! The file passes 400 lines with its unit tests, which need the wheel's private
+//! state; the wheel itself is under 500.
 
 use std::time::{Duration, Instant};
 

@@ -18,6 +18,9 @@
 //! methods of `Core` taking one `&mut Conn`; they never remove a connection but
 //! return a [`Verdict`], and the reactor closes on a `Break` in one place
 //! ([`Reactor::settle`]).
+//!
+//! This file passes 400 lines by the `Core` and `Reactor` definitions with a doc
+//! line per field, and the loop with its dispatch kept whole.
 
 mod close;
 mod commands;
