@@ -382,7 +382,8 @@ impl<M: Send + 'static> Handle<M> {
     /// [`ReactorStats::tls_errors`](crate::ReactorStats::tls_errors), and
     /// reaches [`Handler::on_connect_error`](crate::Handler::on_connect_error)
     /// as an error of kind [`InvalidData`](std::io::ErrorKind::InvalidData)
-    /// naming the [`TlsError`](crate::TlsError) (`TLS: certificate refused`);
+    /// naming the [`TlsError`](crate::TlsError) and rustls's reason (`TLS:
+    /// certificate refused (invalid peer certificate: UnknownIssuer)`);
     /// the handshake must finish within
     /// [`Builder::preamble_timeout`](crate::Builder::preamble_timeout).
     ///

@@ -231,6 +231,8 @@ pub(crate) struct Session {
     fresh: bool,
     /// The peer's `close_notify` arrived.
     peer_closed: bool,
+    /// rustls's own words for why the session failed, if it did.
+    failure: Option<String>,
 }
 
 /// What feeding ciphertext gave.
@@ -249,6 +251,7 @@ impl Session {
             closing: false,
             fresh: true,
             peer_closed: false,
+            failure: None,
         }
     }
 
@@ -289,7 +292,9 @@ impl Session {
                 Ok(state) => state,
                 Err(e) => {
                     log::debug!("coreloop: TLS: {e}");
-                    return Err(TlsError::of(&e, self.conn.is_handshaking()));
+                    let kind = TlsError::of(&e, self.conn.is_handshaking());
+                    self.failure = Some(e.to_string());
+                    return Err(kind);
                 }
             };
             if state.plaintext_bytes_to_read() > 0 {
@@ -342,6 +347,11 @@ impl Session {
         if !std::mem::replace(&mut self.closing, true) {
             self.conn.send_close_notify();
         }
+    }
+
+    /// rustls's description of the error that ended the session, if one did.
+    pub(crate) fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
     }
 
     /// Whether the peer's `close_notify` was received.

@@ -165,7 +165,8 @@
 //! for the reactor the call is made on) connects with a `rustls::ClientConfig`
 //! and the server name to verify. `on_open` runs after the handshake; one that
 //! fails (a certificate that does not verify, say) reaches `on_connect_error`
-//! as an error of kind `InvalidData` naming the reason. The chat example's
+//! as an error of kind `InvalidData` naming the reason, in rustls's words too
+//! (`TLS: certificate refused (invalid peer certificate: UnknownIssuer)`). The chat example's
 //! client (`chat --connect ADDR --tls-ca PEM`) is one.
 //!
 //! ## Limits, and clients that misbehave

@@ -188,9 +188,13 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
                         crate::endpoint::Endpoint::Inherited("a Unix socket".into())
                     }
                 };
-                let e = match reason {
-                    CloseReason::Io(kind) => std::io::Error::from(kind),
-                    other => std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()),
+                // "TLS: certificate refused (invalid peer certificate: UnknownIssuer)"
+                let e = match (reason, tls.as_ref().and_then(|t| t.failure())) {
+                    (CloseReason::Io(kind), _) => std::io::Error::from(kind),
+                    (other, Some(detail)) => {
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{other} ({detail})"))
+                    }
+                    (other, None) => std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()),
                 };
                 self.reactor_callback("on_connect_error", |h, cx| h.on_connect_error(cx, tag, &to, e));
             }
