@@ -374,8 +374,18 @@ fn handshakes_beyond_the_limit_wait_for_a_place() {
             line
         }
     });
-    std::thread::sleep(Duration::from_millis(300)); // a window in which nothing may happen
+    wait_for("the second connection to be taken on", || {
+        server.handle().stats().total().accepted >= 2
+    });
+    // From its acceptance on, a window in which nothing may happen (what is
+    // checked is an absence, so no condition can end the wait early).
+    std::thread::sleep(Duration::from_millis(300));
     assert!(!waiting.is_finished(), "the second handshake did not wait");
+    assert_eq!(
+        server.handle().stats().total().bytes_in,
+        10,
+        "the waiting connection's ClientHello is left unread"
+    );
     assert!(rx.try_recv().is_err());
     // The first gives up: the second gets its place and completes.
     staller.shutdown(Shutdown::Both).unwrap();
@@ -464,10 +474,7 @@ fn a_graceful_close_sends_close_notify_and_a_truncation_is_reported() {
     assert_eq!(event(&rx), Event::Close(first, CloseReason::Local));
     // The client goes away without close_notify: reported as such, counted.
     let mut client = tls_connect(addr, pki.client_config(&[]));
-    client.write_all(b"partial").unwrap();
-    client.flush().unwrap();
-    let mut echo = [0u8; 7];
-    client.read_exact(&mut echo).unwrap();
+    assert_eq!(echo_through(&mut client, b"partial", 7), b"partial");
     client.sock.shutdown(Shutdown::Both).unwrap();
     let Event::Open(second, _) = event(&rx) else { panic!() };
     assert_eq!(event(&rx), Event::Close(second, CloseReason::Tls(TlsError::Truncated)));
@@ -483,10 +490,7 @@ fn half_close_and_shutdown_through_tls() {
     // The client sends, then close_notify and its FIN: the handler hears the
     // end of stream and still answers.
     let mut client = tls_connect(addr, pki.client_config(&[]));
-    client.write_all(b"hello").unwrap();
-    client.flush().unwrap();
-    let mut echo = [0u8; 5];
-    client.read_exact(&mut echo).unwrap();
+    assert_eq!(echo_through(&mut client, b"hello", 5), b"hello");
     client.conn.send_close_notify();
     client.flush().unwrap();
     client.sock.shutdown(Shutdown::Write).unwrap();
@@ -497,10 +501,7 @@ fn half_close_and_shutdown_through_tls() {
     let mut client = tls_connect(addr, pki.client_config(&[]));
     let data = pattern(100_000, 3);
     assert!(echo_through(&mut client, &data, 10_000) == data);
-    client.write_all(b"last words").unwrap();
-    client.flush().unwrap();
-    let mut back = [0u8; 10];
-    client.read_exact(&mut back).unwrap();
+    assert_eq!(echo_through(&mut client, b"last words", 10), b"last words");
     let report = server.shutdown(Duration::from_secs(5)).unwrap();
     assert!(report.completed);
     assert_eq!(read_to_close(&mut client).expect("close_notify at shutdown"), b"");
@@ -610,9 +611,7 @@ fn tls_on_a_unix_socket_and_after_a_proxy_header() {
         coreloop::rustls::ClientConnection::new(pki.client_config(&[]), ServerName::try_from("localhost").unwrap())
             .unwrap();
     let mut proxied = coreloop::rustls::StreamOwned::new(conn, sock);
-    proxied.write_all(b"via proxy").unwrap();
-    let mut back = [0u8; 9];
-    proxied.read_exact(&mut back).unwrap();
+    assert_eq!(echo_through(&mut proxied, b"via proxy", 9), b"via proxy");
     let Event::Open(_, line) = event(&rx) else { panic!() };
     assert!(line.starts_with("peer=192.0.2.7:5555 "), "{line}");
     server.shutdown(Duration::from_secs(5)).unwrap();

@@ -10,7 +10,7 @@
 use std::ops::ControlFlow::{Break, Continue};
 
 use crate::conn::{Conn, Phase, Read, Verdict, Write};
-use crate::context::{ConnRef, Context, Scope};
+use crate::context::{ConnRef, Context};
 use crate::handler::Handler;
 use crate::id::ConnId;
 use crate::reason::CloseReason;
@@ -213,14 +213,8 @@ impl<H: Handler<M>, M: Send + 'static> Reactor<H, M> {
             over_high: false,
             timers: &mut none,
         };
-        let scope = Scope {
-            out: &mut core.out,
-            handle: &core.handle,
-            timers: &mut core.timers,
-            high_watermark: core.config.high_watermark,
-        };
-        let handler = &mut core.handler;
-        guarded(&core.counters, "on_close", id, || {
+        let (handler, counters, scope) = core.lend();
+        guarded(counters, "on_close", id, || {
             let mut cx = Context::closed(conn, scope);
             handler.on_close(state, &mut cx, reason);
         });

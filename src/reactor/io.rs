@@ -23,7 +23,7 @@ use bytes::BytesMut;
 use mio::event::Event;
 
 use crate::conn::{Conn, Phase, Read, Verdict, Write};
-use crate::context::{Context, Requests, Scope};
+use crate::context::{Context, Requests};
 use crate::handler::Handler;
 use crate::id::ConnId;
 use crate::outbuf::MAX_IOV;
@@ -222,14 +222,8 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
         let id = ConnId::new(self.index, key, c.generation);
         let (conn, state) = c.split(id);
         let state = state.expect("callbacks run only once on_open has returned the state");
-        let scope = Scope {
-            out: &mut self.out,
-            handle: &self.handle,
-            timers: &mut self.timers,
-            high_watermark: self.config.high_watermark,
-        };
-        let handler = &mut self.handler;
-        let asked = guarded(&self.counters, name, id, || {
+        let (handler, counters, scope) = self.lend();
+        let asked = guarded(counters, name, id, || {
             let mut cx = Context::new(conn, scope);
             f(handler, state, &mut cx);
             cx.requests()
@@ -249,14 +243,8 @@ impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
     pub(super) fn start(&mut self, key: usize, c: &mut Conn<H::Conn>) -> Verdict {
         let id = ConnId::new(self.index, key, c.generation);
         let (conn, _) = c.split(id);
-        let scope = Scope {
-            out: &mut self.out,
-            handle: &self.handle,
-            timers: &mut self.timers,
-            high_watermark: self.config.high_watermark,
-        };
-        let handler = &mut self.handler;
-        let opened = guarded(&self.counters, "on_open", id, || {
+        let (handler, counters, scope) = self.lend();
+        let opened = guarded(counters, "on_open", id, || {
             let mut cx = Context::new(conn, scope);
             let state = handler.on_open(&mut cx);
             (state, cx.requests())

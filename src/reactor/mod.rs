@@ -44,7 +44,7 @@ use slab::Slab;
 use crate::admission::{AcceptLoop, Slot};
 use crate::config::Config;
 use crate::conn::Conn;
-use crate::context::Origin;
+use crate::context::{Origin, Scope};
 use crate::endpoint::PeerAddr;
 use crate::handle::Handle;
 use crate::handler::Handler;
@@ -440,6 +440,21 @@ pub(super) enum Via {
     Acceptor { slot: Slot, listener: usize },
     Listener { slot: Slot, listener: usize },
     Connect { tag: u64, tls: crate::conn::ClientTls },
+}
+
+impl<H: Handler<M>, M: Send + 'static> Core<H, M> {
+    /// What a connection callback borrows of the reactor: the handler, the
+    /// counters its panic is counted in, and the scope its `Context` is built
+    /// on (staging buffer, handle, timers) — put together here only.
+    fn lend(&mut self) -> (&mut H, &Counters, Scope<'_, M>) {
+        let scope = Scope {
+            out: &mut self.out,
+            handle: &self.handle,
+            timers: &mut self.timers,
+            high_watermark: self.config.high_watermark,
+        };
+        (&mut self.handler, &self.counters, scope)
+    }
 }
 
 /// Runs user code under `catch_unwind`. A panic is counted and logged — naming
